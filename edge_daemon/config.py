@@ -1,0 +1,454 @@
+"""The YAML config: one schema (the dataclasses below), strict validation, defaults.
+
+Every key is declared once, as a dataclass field whose metadata carries its
+documentation and bounds. Validation walks the YAML node tree (not just the
+loaded data) so an error can name the file, the line and the key path:
+
+    config.yaml:4: model.top_k: must be between 1 and 1000 (got 0)
+
+Unknown keys are rejected: a misspelt key that is silently ignored is worse
+than one that stops the daemon at start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from .errors import ConfigError
+
+DELEGATE_NAMES = ("edgetpu", "gpu", "xnnpack", "cpu")
+RUNTIME_NAMES = ("auto", "ai_edge_litert", "tflite_runtime", "tensorflow")
+SOURCE_KINDS = ("files", "picamera2")
+
+# Where edge-daemon looks for a config when --config is not given (in order).
+ENV_CONFIG = "EDGE_DAEMON_CONFIG"
+SYSTEM_CONFIG = Path("/etc/edge-daemon/config.yaml")
+
+
+def _key(
+    default: Any,
+    doc: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    path: bool = False,
+) -> Any:
+    """Declare a config key: its default, one line of documentation and its bounds."""
+    meta = {"doc": doc, "lo": lo, "hi": hi, "path": path}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to run and how to read its output."""
+
+    path: str = _key(
+        "models/mobilenet_v1_1.0_224_quant.tflite", "the .tflite model file", path=True
+    )
+    labels: Optional[str] = _key(
+        "models/labels_mobilenet_quant_v1_224.txt",
+        "labels file; null = the labels packed in the model's metadata",
+        path=True,
+    )
+    cpu_fallback: Optional[str] = _key(
+        None, "plain model to run when an Edge TPU-compiled model.path has no Edge TPU", path=True
+    )
+    top_k: int = _key(10, "how many predictions to publish", lo=1, hi=1000)
+    min_score: float = _key(0.0, "drop predictions scoring below this", lo=0.0, hi=1.0)
+    mean: Optional[float] = _key(
+        None, "float models: input = (pixel - mean) / std; null = metadata, else 127.5", lo=-1e6,
+        hi=1e6,
+    )
+    std: Optional[float] = _key(
+        None, "float models: see mean; null = metadata, else 127.5", lo=1e-9, hi=1e6
+    )
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a frame becomes the model's input."""
+
+    resize: Literal["stretch", "crop"] = _key(
+        "stretch", "stretch the whole frame, or crop the centre to the model's aspect first"
+    )
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which TFLite runtime and delegates run the model."""
+
+    runtime: Literal["auto", "ai_edge_litert", "tflite_runtime", "tensorflow"] = _key(
+        "auto", "auto = first importable of ai_edge_litert, tflite_runtime, tensorflow"
+    )
+    delegates: Union[Literal["auto"], list[Literal["edgetpu", "gpu", "xnnpack", "cpu"]]] = _key(
+        "auto",
+        "auto = measure at start-up and keep the fastest correct one; or an ordered list"
+        " such as [edgetpu, gpu, xnnpack, cpu]",
+    )
+    threads: Optional[int] = _key(None, "interpreter threads; null = all cores", lo=1, hi=64)
+    edgetpu_library: str = _key("libedgetpu.so.1", "shared library of the Edge TPU delegate")
+    gpu_library: str = _key(
+        "libtensorflowlite_gpu_delegate.so", "shared library of the GPU delegate"
+    )
+    auto_budget: float = _key(
+        2.0, "seconds delegates: auto may spend measuring candidates", lo=0.1, hi=30.0
+    )
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where frames come from."""
+
+    kind: Literal["files", "picamera2"] = _key("files", "files or picamera2")
+    path: str = _key("models/samples", "files: a folder or a glob of images", path=True)
+    loop: bool = _key(False, "files: start again after the last image")
+    fps: Optional[float] = _key(None, "frames per second; null = as fast as possible", lo=0.01,
+                                hi=1000.0)
+    camera: int = _key(0, "picamera2: camera number (Picamera2.global_camera_info())", lo=0,
+                       hi=16)
+    width: int = _key(640, "picamera2: main stream width (even)", lo=64, hi=4656)
+    height: int = _key(480, "picamera2: main stream height (even)", lo=64, hi=3496)
+    timeout: float = _key(2.0, "seconds to wait for one frame before it counts as a fault",
+                          lo=0.05, hi=600.0)
+    retry_initial: float = _key(0.5, "first back-off before reopening a failed source (s)",
+                                lo=0.0, hi=600.0)
+    retry_max: float = _key(30.0, "longest back-off between reopen attempts (s)", lo=0.0,
+                            hi=3600.0)
+    stall_timeout: float = _key(
+        10.0, "no frame for this long: the systemd watchdog is no longer fed (s)", lo=0.5,
+        hi=3600.0
+    )
+
+
+@dataclass(frozen=True)
+class OutputsConfig:
+    """Where predictions and status go."""
+
+    prediction_log: Optional[str] = _key(
+        "edge-daemon-data/predictions.jsonl", "JSON lines, one per frame; null = off", path=True
+    )
+    prediction_log_mode: Literal["every", "change"] = _key(
+        "every", "every = a line per frame; change = only when the top-1 label changes"
+    )
+    heartbeat: float = _key(
+        60.0, "change mode: write a line anyway after this many seconds", lo=0.1, hi=86400.0
+    )
+    max_bytes: int = _key(
+        10_000_000, "rotate the prediction log when it would grow past this", lo=1024,
+        hi=2**40
+    )
+    backups: int = _key(3, "rotated prediction logs to keep (predictions.jsonl.1 ...)", lo=0,
+                        hi=100)
+    status_file: Optional[str] = _key(
+        "edge-daemon-data/status.json", "JSON status, replaced atomically; null = off", path=True
+    )
+    status_interval: float = _key(1.0, "seconds between status file updates", lo=0.05,
+                                  hi=3600.0)
+    log_interval: float = _key(10.0, "seconds between INFO summary lines in the log", lo=0.1,
+                               hi=86400.0)
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """The service itself."""
+
+    state_dir: str = _key("edge-daemon-data/state", "caches (delegate choice per model)",
+                          path=True)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _key("INFO", "log verbosity")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole, validated config with every relative path made absolute."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    outputs: OutputsConfig = field(default_factory=OutputsConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    # The file this came from (None: built-in defaults), not a YAML key.
+    file: Optional[str] = field(default=None, metadata={"internal": True})
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "preprocess": PreprocessConfig,
+    "engine": EngineConfig,
+    "source": SourceConfig,
+    "outputs": OutputsConfig,
+    "daemon": DaemonConfig,
+}
+
+
+class _Invalid(Exception):
+    """A value failed validation: message and the YAML node to point at."""
+
+    def __init__(self, message: str, node: yaml.Node | None) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else yaml.safe_dump(
+        value, default_flow_style=True).strip()
+    text = text.removesuffix("\n...").strip()
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _scalar(node: yaml.Node) -> Any:
+    """The Python value of a scalar node, with YAML's own type resolution."""
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _check_number(value: Any, kind: type, meta: dict[str, Any], node: yaml.Node) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Invalid(f"must be {'an integer' if kind is int else 'a number'} (got {_show(value)})",
+                       node)
+    if kind is int and not isinstance(value, int):
+        raise _Invalid(f"must be an integer (got {_show(value)})", node)
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if value != value or (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise _Invalid(f"must be between {_fmt(lo)} and {_fmt(hi)} (got {_show(value)})", node)
+    return float(value) if kind is float else value
+
+
+def _fmt(bound: float | None) -> str:
+    if bound is None:
+        return "any"
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def _convert(tp: Any, node: yaml.Node, meta: dict[str, Any]) -> Any:
+    """Check one YAML node against a field's type annotation and return its value."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Union:
+        non_none = [a for a in args if a is not type(None)]
+        if isinstance(node, yaml.ScalarNode) and _scalar(node) is None:
+            if type(None) in args:
+                return None
+            raise _Invalid("must not be empty", node)
+        # Try only the alternatives whose shape fits the node (a list for a
+        # YAML sequence, a scalar otherwise) so the error speaks of that shape.
+        is_seq = isinstance(node, yaml.SequenceNode)
+        fitting = [a for a in non_none if (typing.get_origin(a) is list) == is_seq] or non_none
+        errors = []
+        for alt in fitting:
+            try:
+                return _convert(alt, node, meta)
+            except _Invalid as exc:
+                errors.append(exc)
+        lists = [a for a in non_none if typing.get_origin(a) is list and a not in fitting]
+        if len(errors) == 1 and not lists:
+            raise errors[0]
+        for alt in lists:
+            items = ", ".join(str(x) for x in typing.get_args(typing.get_args(alt)[0]))
+            errors.append(_Invalid(f"must be a list of {items}", node))
+        wanted = " or ".join(str(e).split(" (got ")[0].removeprefix("must be ") for e in errors)
+        raise _Invalid(f"must be {wanted} (got {_show(_plain(node))})", node)
+    if origin is Literal:
+        value = _scalar(node) if isinstance(node, yaml.ScalarNode) else _plain(node)
+        if value not in args:
+            choices = ", ".join(str(a) for a in args)
+            wanted = choices if len(args) == 1 else f"one of {choices}"
+            raise _Invalid(f"must be {wanted} (got {_show(value)})", node)
+        return value
+    if origin is list:
+        if not isinstance(node, yaml.SequenceNode):
+            raise _Invalid(f"must be a list (got {_show(_plain(node))})", node)
+        items = [_convert(args[0], item, meta) for item in node.value]
+        if not items:
+            raise _Invalid("must not be an empty list", node)
+        if len(set(items)) != len(items):
+            raise _Invalid(f"must not repeat an entry (got {_show(items)})", node)
+        return items
+    if not isinstance(node, yaml.ScalarNode):
+        raise _Invalid(f"must be a single value, not a {'list' if isinstance(node, yaml.SequenceNode) else 'mapping'}", node)
+    value = _scalar(node)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _Invalid(f"must be true or false (got {_show(value)})", node)
+        return value
+    if tp in (int, float):
+        return _check_number(value, tp, meta, node)
+    if tp is str:
+        if not isinstance(value, str) or not value.strip():
+            raise _Invalid(f"must be a non-empty string (got {_show(value)})", node)
+        return value
+    raise TypeError(f"unsupported config type {tp!r}")  # a schema bug, not user input
+
+
+def _plain(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _section(cls: type, node: yaml.Node | None, prefix: str) -> tuple[Any, dict[str, yaml.Node]]:
+    """Build one section dataclass from its mapping node; unknown keys are errors."""
+    if node is None or (isinstance(node, yaml.ScalarNode) and _scalar(node) is None):
+        return cls(), {}
+    if not isinstance(node, yaml.MappingNode):
+        raise _Invalid(f"{prefix}: must be a mapping of keys (got {_show(_plain(node))})", node)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    nodes: dict[str, yaml.Node] = {}
+    for key_node, value_node in node.value:
+        key = _scalar(key_node)
+        path = f"{prefix}.{key}"
+        if key not in fields:
+            close = _closest(str(key), list(fields))
+            hint = f" (did you mean {prefix}.{close}?)" if close else ""
+            raise _Invalid(
+                f"{path}: unknown key{hint}; known keys: {', '.join(fields)}", key_node
+            )
+        if key in values:
+            raise _Invalid(f"{path}: given twice", key_node)
+        try:
+            values[key] = _convert(hints[key], value_node, dict(fields[key].metadata))
+        except _Invalid as exc:
+            raise _Invalid(f"{path}: {exc}", exc.node) from None
+        nodes[key] = value_node
+    return cls(**values), nodes
+
+
+def _closest(word: str, choices: list[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _resolve_paths(section: Any, base: Path) -> Any:
+    changes = {}
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if f.metadata.get("path") and isinstance(value, str):
+            expanded = Path(os.path.expanduser(value))
+            changes[f.name] = str(expanded if expanded.is_absolute() else base / expanded)
+    return dataclasses.replace(section, **changes)
+
+
+def _cross_checks(cfg: Config, nodes: dict[str, dict[str, yaml.Node]]) -> None:
+    src = cfg.source
+    if src.kind == "picamera2" and (src.width % 2 or src.height % 2):
+        key = "width" if src.width % 2 else "height"
+        raise _Invalid(
+            f"source.{key}: must be even for the camera (got {getattr(src, key)})",
+            nodes.get("source", {}).get(key),
+        )
+    if src.retry_max < src.retry_initial:
+        raise _Invalid(
+            f"source.retry_max: must be at least source.retry_initial ({src.retry_initial})"
+            f" (got {src.retry_max})",
+            nodes.get("source", {}).get("retry_max"),
+        )
+
+
+def parse_config(text: str, *, name: str = "<config>", base: Path | None = None) -> Config:
+    """Validate YAML text and return a Config; relative paths resolve against ``base``."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{name}{line}: not valid YAML: {problem}; fix the syntax") from None
+    try:
+        cfg, nodes = _build(root)
+        _cross_checks(cfg, nodes)
+    except _Invalid as exc:
+        line = f":{exc.node.start_mark.line + 1}" if exc.node is not None else ""
+        raise ConfigError(f"{name}{line}: {exc}") from None
+    base = base if base is not None else Path.cwd()
+    return dataclasses.replace(
+        cfg,
+        model=_resolve_paths(cfg.model, base),
+        source=_resolve_paths(cfg.source, base),
+        outputs=_resolve_paths(cfg.outputs, base),
+        daemon=_resolve_paths(cfg.daemon, base),
+        file=name if name != "<config>" else None,
+    )
+
+
+def _build(root: yaml.Node | None) -> tuple[Config, dict[str, dict[str, yaml.Node]]]:
+    if root is None or (isinstance(root, yaml.ScalarNode) and _scalar(root) is None):
+        return Config(), {}
+    if not isinstance(root, yaml.MappingNode):
+        raise _Invalid(
+            f"the file must be a mapping of sections ({', '.join(SECTIONS)})", root
+        )
+    sections: dict[str, Any] = {}
+    nodes: dict[str, dict[str, yaml.Node]] = {}
+    for key_node, value_node in root.value:
+        key = _scalar(key_node)
+        if key not in SECTIONS:
+            close = _closest(str(key), list(SECTIONS))
+            hint = f" (did you mean {close}?)" if close else ""
+            raise _Invalid(
+                f"{key}: unknown section{hint}; known sections: {', '.join(SECTIONS)}", key_node
+            )
+        if key in sections:
+            raise _Invalid(f"{key}: given twice", key_node)
+        sections[key], nodes[key] = _section(SECTIONS[key], value_node, str(key))
+    return Config(**sections), nodes
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Load the config at ``path``; None means the usual places, else built-in defaults.
+
+    The usual places are $EDGE_DAEMON_CONFIG, then /etc/edge-daemon/config.yaml.
+    Built-in defaults resolve relative paths against the current directory.
+    """
+    if path is None:
+        env = os.environ.get(ENV_CONFIG)
+        if env:
+            path = env
+        elif SYSTEM_CONFIG.is_file():
+            path = SYSTEM_CONFIG
+        else:
+            return parse_config("", base=Path.cwd())
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found; pass --config with an existing file") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config ({exc.strerror}); check its permissions") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
+    return parse_config(text, name=str(p), base=p.resolve().parent)
+
+
+def reference_config() -> str:
+    """A commented YAML document listing every key with its default and meaning."""
+    lines = ["# edge-daemon configuration: every key, with its default."]
+    for section, cls in SECTIONS.items():
+        lines.append("")
+        lines.append(f"# {cls.__doc__}")
+        lines.append(f"{section}:")
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            value = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+            lines.append(f"  # {f.metadata['doc']}")
+            lines.append(f"  {f.name}: {value}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,49 @@
+"""The one exception family. Every message says what is wrong and what to do."""
+
+from __future__ import annotations
+
+
+class EdgeDaemonError(Exception):
+    """Base of every error edge-daemon reports to a user as one line."""
+
+    exit_code = 1
+
+
+class ConfigError(EdgeDaemonError):
+    """A config file, key or value is wrong: the message names file, line and key path."""
+
+    exit_code = 2
+
+
+class ModelError(EdgeDaemonError):
+    """A model or labels file cannot be used: the message names the file."""
+
+    exit_code = 3
+
+
+class RuntimeNotFoundError(EdgeDaemonError):
+    """No TFLite runtime can be imported: the message names the extras to install."""
+
+    exit_code = 4
+
+
+class DelegateError(EdgeDaemonError):
+    """A delegate could not be loaded or run the model (it is then skipped)."""
+
+    exit_code = 3
+
+
+class SourceError(EdgeDaemonError):
+    """A frame source failed to open or deliver a frame."""
+
+    exit_code = 5
+
+
+class SourceTimeout(SourceError):
+    """A frame source produced no frame within its timeout."""
+
+
+class OutputError(EdgeDaemonError):
+    """A status file or prediction log could not be written."""
+
+    exit_code = 6

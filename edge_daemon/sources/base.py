@@ -1,0 +1,50 @@
+"""The frame-source seam: everything that produces camera frames implements FrameSource."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured image.
+
+    ``image`` is always an (H, W, 3) uint8 array in R, G, B order; a source
+    that gets another byte order from its hardware converts before returning.
+    """
+
+    image: np.ndarray
+    name: str  # file name, or "camera0" for a camera
+    seq: int  # 1, 2, 3 ... per source instance
+    captured_at: float  # time.time() at capture
+    capture_ms: float  # time spent producing this frame
+
+
+@runtime_checkable
+class FrameSource(Protocol):
+    """A narrow seam over a camera or a folder of images.
+
+    Lifecycle: ``open()``, any number of ``read()``, ``close()`` (always, in a
+    ``finally``). ``close()`` must be safe to call twice and after a failed
+    ``open()``.
+    """
+
+    def open(self) -> None:
+        """Acquire the device or list the files. Raises SourceError with a reason."""
+
+    def read(self) -> Optional[Frame]:
+        """The next frame; None when a finite source is exhausted.
+
+        Raises SourceTimeout when no frame arrives within the configured
+        timeout, SourceError for any other failure. Either is recoverable by
+        ``close()`` then ``open()``.
+        """
+
+    def close(self) -> None:
+        """Release the device. Never raises."""
+
+    def describe(self) -> str:
+        """One line for logs and status: what this source reads."""
