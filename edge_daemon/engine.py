@@ -1,0 +1,274 @@
+"""The inference-engine seam: a TFLite interpreter behind ``InferenceEngine``.
+
+``open_engine`` walks an ordered list of delegates. Each attempt covers all
+the places a delegate is known to fail: loading its library, building the
+interpreter, ``allocate_tensors()`` (Edge TPU runtime-version errors surface
+only here) and one ``invoke()``. A failed attempt logs one WARNING and the
+next delegate is tried; ``cpu`` always comes last.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Optional, Protocol
+
+import numpy as np
+
+from .errors import DelegateError, ModelError
+from .runtimes import Runtime
+from .xnnpack import create_quantized_xnnpack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor's place, shape, dtype and quantization."""
+
+    index: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def from_details(cls, d: dict[str, Any]) -> TensorSpec:
+        scale, zero_point = d.get("quantization", (0.0, 0))
+        return cls(
+            index=int(d["index"]),
+            shape=tuple(int(x) for x in d["shape"]),
+            dtype=np.dtype(d["dtype"]),
+            scale=float(scale),
+            zero_point=int(zero_point),
+        )
+
+
+class InferenceEngine(Protocol):
+    """Runs one model: put an input, get the raw output."""
+
+    input: TensorSpec
+    output: TensorSpec
+    delegate: str
+    runtime: str
+    model_path: str
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        """Run the model on one input (shape without the batch axis); the raw output row."""
+
+    def close(self) -> None:
+        """Free the interpreter and its delegate."""
+
+
+def cpu_count() -> int:
+    """Cores this process may use (respects taskset/cgroup affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class DelegateSettings:
+    """What building a delegate needs beyond its name."""
+
+    threads: int
+    edgetpu_library: str = "libedgetpu.so.1"
+    gpu_library: str = "libtensorflowlite_gpu_delegate.so"
+
+
+class TFLiteEngine:
+    """A tflite Interpreter with one delegate (or none), ready to invoke."""
+
+    def __init__(
+        self,
+        interpreter: Any,
+        runtime: Runtime,
+        delegate: str,
+        model_path: str,
+        keep_alive: list[Any],
+    ) -> None:
+        self._interpreter = interpreter
+        self._keep_alive = keep_alive  # delegate objects must outlive the interpreter
+        self.runtime = runtime.label
+        self.delegate = delegate
+        self.model_path = model_path
+        inputs = interpreter.get_input_details()
+        outputs = interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise ModelError(
+                f"{model_path}: has {len(inputs)} inputs and {len(outputs)} outputs;"
+                " an image classifier has one image input and one score output"
+            )
+        self.input = TensorSpec.from_details(inputs[0])
+        self.output = TensorSpec.from_details(outputs[0])
+        self._set = interpreter.set_tensor
+        self._invoke = interpreter.invoke
+        self._get = interpreter.get_tensor
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        # set_tensor copies into the interpreter's buffer, so the caller may
+        # reuse ``tensor``. (Holding a view from Interpreter.tensor() across
+        # invoke() would raise "There is at least 1 reference to internal data".)
+        self._set(self.input.index, tensor[np.newaxis] if tensor.ndim == 3 else tensor)
+        self._invoke()
+        # get_tensor returns a copy, safe to keep after the next invoke().
+        out: np.ndarray = self._get(self.output.index)
+        return out[0] if out.ndim > 1 else out
+
+    def delegated_nodes(self) -> int:
+        """How many nodes of the execution graph a delegate took over."""
+        try:
+            ops = self._interpreter._get_ops_details()
+        except Exception:  # noqa: BLE001 - private API; absent means "cannot tell"
+            return -1
+        return sum(1 for op in ops if op.get("op_name") == "DELEGATE")
+
+    def close(self) -> None:
+        # Interpreter first, then the delegates it points into.
+        self._interpreter = None
+        self._set = self._invoke = self._get = _closed
+        for obj in self._keep_alive:
+            close = getattr(obj, "close", None)
+            if close is not None:
+                close()
+        self._keep_alive = []
+
+
+def _closed(*_: Any) -> Any:
+    raise RuntimeError("engine is closed")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # TFLite puts the useful part ("Encountered unresolved custom op: ...") on
+    # the first line and a node dump after it.
+    return lines[0] if lines else type(exc).__name__
+
+
+def build_engine(
+    model_path: str, runtime: Runtime, delegate: str, settings: DelegateSettings
+) -> TFLiteEngine:
+    """One attempt: load ``delegate``, build, allocate and invoke once. Raises DelegateError."""
+    keep: list[Any] = []
+    kwargs: dict[str, Any] = {"model_path": model_path, "num_threads": settings.threads}
+    try:
+        if delegate == "edgetpu":
+            keep.append(runtime.load_delegate(settings.edgetpu_library))
+        elif delegate == "gpu":
+            keep.append(runtime.load_delegate(settings.gpu_library))
+        elif delegate == "xnnpack" and runtime.name == "tflite_runtime":
+            keep.append(create_quantized_xnnpack(runtime.module, runtime.version, settings.threads))
+        if keep:
+            kwargs["experimental_delegates"] = keep
+        # "cpu" means the plain built-in kernels; "xnnpack" on LiteRT and
+        # TensorFlow is their own default delegate (AUTO), which covers
+        # quantized graphs there.
+        default_delegates = delegate == "xnnpack" and runtime.name != "tflite_runtime"
+        kwargs["experimental_op_resolver_type"] = runtime.resolver(default_delegates)
+        interpreter = runtime.Interpreter(**kwargs)
+        interpreter.allocate_tensors()
+        engine = TFLiteEngine(interpreter, runtime, delegate, model_path, keep)
+        engine.infer(np.zeros(engine.input.shape[1:], dtype=engine.input.dtype))
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - runtimes raise ValueError/RuntimeError/OSError
+        for obj in keep:
+            if hasattr(obj, "close"):
+                obj.close()
+        raise DelegateError(_first_line(exc)) from exc
+    if delegate in ("xnnpack", "edgetpu", "gpu") and engine.delegated_nodes() == 0:
+        engine.close()
+        raise DelegateError(f"the {delegate} delegate loaded but took no part of the graph")
+    return engine
+
+
+def check_against_cpu(engine: TFLiteEngine, reference: TFLiteEngine, frame: np.ndarray) -> None:
+    """Raise DelegateError unless ``engine`` ranks ``frame`` like the plain CPU path.
+
+    The same top-1 passes; so does a near-tie, where the CPU's score for the
+    delegate's top-1 is within 2% of the CPU's best (quantized kernels may
+    round differently and swap two classes that score alike).
+    """
+    from .postprocess import dequantize
+
+    got = dequantize(engine.infer(frame), engine.output.scale, engine.output.zero_point)
+    want = dequantize(reference.infer(frame), reference.output.scale, reference.output.zero_point)
+    top_got, top_want = int(np.argmax(got)), int(np.argmax(want))
+    if top_got != top_want and want[top_want] - want[top_got] > 0.02:
+        raise DelegateError(
+            f"its top-1 ({top_got}) differs from the CPU's ({top_want}) on the check frame"
+        )
+
+
+def check_frame(spec: TensorSpec) -> np.ndarray:
+    """A deterministic, structured input (gradients and bands) for comparing delegates."""
+    h, w = spec.shape[1], spec.shape[2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack(
+        [(xx * 255 // max(1, w - 1)), (yy * 255 // max(1, h - 1)), ((xx // 16 + yy // 16) % 2) * 255],
+        axis=-1,
+    ).astype(np.uint8)
+    if spec.dtype == np.uint8:
+        return img
+    if spec.dtype == np.int8:
+        return (img.astype(np.int16) - 128).astype(np.int8)
+    return ((img.astype(np.float32) - 127.5) / 127.5).astype(spec.dtype)
+
+
+def open_engine(
+    model_path: str,
+    runtime: Runtime,
+    delegates: list[str],
+    settings: DelegateSettings,
+    *,
+    cpu_model_path: Optional[str] = None,
+    is_edgetpu_model: bool = False,
+    verify: bool = True,
+) -> TFLiteEngine:
+    """Try ``delegates`` in order (``cpu`` is always last) and return the first that runs.
+
+    An Edge TPU-compiled model runs only with the edgetpu delegate; the other
+    attempts use ``cpu_model_path`` when given, else fail with what to do.
+    """
+    order = [d for d in delegates if d != "cpu"] + ["cpu"]
+    failures: list[str] = []
+    reference: Optional[TFLiteEngine] = None
+    try:
+        for delegate in order:
+            path = model_path
+            if is_edgetpu_model and delegate != "edgetpu":
+                if cpu_model_path is None:
+                    failures.append(f"{delegate}: the model is compiled for the Edge TPU")
+                    continue
+                path = cpu_model_path
+            try:
+                engine = build_engine(path, runtime, delegate, settings)
+                if verify and delegate == "xnnpack" and runtime.name == "tflite_runtime":
+                    # Our own XNNPACK setup (quantized flags through the C API):
+                    # prove it computes what the plain kernels compute.
+                    if reference is None:
+                        reference = build_engine(path, runtime, "cpu", settings)
+                    try:
+                        check_against_cpu(engine, reference, check_frame(engine.input))
+                    except DelegateError:
+                        engine.close()
+                        raise
+            except DelegateError as exc:
+                failures.append(f"{delegate}: {exc}")
+                log.warning("delegate %s unavailable for %s: %s; trying the next", delegate,
+                            os.path.basename(path), exc)
+                continue
+            return engine
+    finally:
+        if reference is not None:
+            reference.close()
+    if is_edgetpu_model and cpu_model_path is None:
+        raise ModelError(
+            f"{model_path}: compiled for the Edge TPU, and no Edge TPU delegate could run it"
+            f" ({failures[0] if failures else 'edgetpu not tried'}); a plain (non-Edge TPU)"
+            " model is needed for CPU fallback: set model.cpu_fallback to one"
+        )
+    raise ModelError(f"{model_path}: no delegate could run this model ({'; '.join(failures)})")

@@ -1,0 +1,59 @@
+"""One frame through the model: preprocess -> engine -> postprocess."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .model import LoadedModel
+from .postprocess import Prediction, dequantize, top_k
+from .preprocess import ResizeMode, apply_lut, fit_frame, is_identity
+
+
+@dataclass(frozen=True)
+class Result:
+    """Predictions for one frame and what each stage cost (ms)."""
+
+    predictions: list[Prediction]
+    preprocess_ms: float
+    inference_ms: float
+    postprocess_ms: float
+
+    @property
+    def top1(self) -> Prediction | None:
+        return self.predictions[0] if self.predictions else None
+
+
+class Classifier:
+    """Classifies frames with a loaded model; reuses its input buffer across frames."""
+
+    def __init__(self, model: LoadedModel, *, top_k: int, min_score: float,
+                 resize: ResizeMode) -> None:
+        self.model = model
+        self.k = top_k
+        self.min_score = min_score
+        self.resize: ResizeMode = resize
+        spec = model.input
+        self._identity = is_identity(model.lut)
+        self._buf = np.empty((spec.height, spec.width, 3), dtype=model.lut.dtype)
+        out = model.engine.output
+        self._scale, self._zero = out.scale, out.zero_point
+
+    def classify(self, image: np.ndarray) -> Result:
+        """Top-k predictions for one (H, W, 3) uint8 RGB image."""
+        t0 = time.perf_counter()
+        spec = self.model.input
+        fitted = fit_frame(image, spec.width, spec.height, self.resize)
+        tensor = fitted if self._identity else apply_lut(fitted, self.model.lut, self._buf)
+        t1 = time.perf_counter()
+        raw = self.model.engine.infer(tensor)
+        t2 = time.perf_counter()
+        scores = dequantize(raw, self._scale, self._zero)
+        label = self.model.labels.label
+        preds = [
+            Prediction(label(i), i, s) for i, s in top_k(scores, self.k, self.min_score)
+        ]
+        t3 = time.perf_counter()
+        return Result(preds, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)

@@ -1,0 +1,43 @@
+"""Model output -> ranked predictions. Pure functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class the model saw, with its score in [0, 1] for softmax models."""
+
+    label: str
+    index: int
+    score: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {"label": self.label, "index": self.index, "score": round(self.score, 6)}
+
+
+def dequantize(raw: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Real values of a quantized tensor: scale * (q - zero_point).
+
+    The subtraction is done in int64: in the tensor's own dtype, uint8 0 minus
+    a zero point of 128 would wrap around to 128 instead of -128.
+    """
+    if scale == 0.0:  # not quantized (a float tensor)
+        return raw.astype(np.float32, copy=False).reshape(-1)
+    centred = raw.reshape(-1).astype(np.int64) - np.int64(zero_point)
+    return (centred * scale).astype(np.float32)
+
+
+def top_k(scores: np.ndarray, k: int, min_score: float = 0.0) -> list[tuple[int, float]]:
+    """The ``k`` best (index, score) pairs, best first; ties keep the lower index first."""
+    flat = scores.reshape(-1)
+    k = min(k, flat.size)
+    if k <= 0:
+        return []
+    # argpartition finds the k largest in O(n); only those k are then sorted.
+    part = np.argpartition(-flat, k - 1)[:k] if k < flat.size else np.arange(flat.size)
+    order = part[np.lexsort((part, -flat[part]))]
+    return [(int(i), float(flat[i])) for i in order if flat[i] >= min_score]

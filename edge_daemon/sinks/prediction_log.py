@@ -1,0 +1,139 @@
+"""The prediction log: JSON lines, each written whole, rotated by size.
+
+Each line goes out in one ``write()`` on an O_APPEND descriptor, so a reader
+(``edge-daemon tail -f``) never sees half a line from us. Should the disk
+fill mid-line, the partial bytes are cut off again (``ftruncate``) so the
+file keeps only whole lines. Rotation renames ``predictions.jsonl`` to
+``.1`` (``.1`` to ``.2``, ...) between two lines, never inside one.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+from datetime import datetime, timezone
+from typing import Any, Literal, Optional
+
+from ..errors import OutputError
+
+
+def iso_utc(t: float) -> str:
+    """ISO 8601 UTC with milliseconds, e.g. 2026-11-21T08:10:00.123Z."""
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def _describe(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full; free some space (writing resumes by itself)"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{exc.strerror}; make the folder writable for the service user"
+    return exc.strerror or str(exc)
+
+
+class PredictionLog:
+    """Appends prediction records as JSON lines to ``path``."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        mode: Literal["every", "change"] = "every",
+        heartbeat: float = 60.0,
+        max_bytes: int = 10_000_000,
+        backups: int = 3,
+    ) -> None:
+        self.path = path
+        self.mode = mode
+        self.heartbeat = heartbeat
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._fd: Optional[int] = None
+        self._size = 0
+        self._last_top1: Optional[int] = None
+        self._last_write = 0.0
+        self.lines_written = 0
+
+    def _open(self) -> int:
+        if self._fd is None:
+            folder = os.path.dirname(self.path) or "."
+            os.makedirs(folder, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                               0o644)
+            self._size = os.fstat(self._fd).st_size
+        return self._fd
+
+    def _rotate(self) -> None:
+        self.close()
+        if self.backups == 0:
+            os.truncate(self.path, 0)
+            return
+        for i in range(self.backups - 1, 0, -1):
+            src = f"{self.path}.{i}"
+            if os.path.exists(src):
+                os.replace(src, f"{self.path}.{i + 1}")
+        os.replace(self.path, f"{self.path}.1")
+
+    def wants(self, top1: Optional[int], now: float) -> Optional[str]:
+        """Why this frame should be logged ("every", "change", "heartbeat"), or None."""
+        if self.mode == "every":
+            return "every"
+        if top1 != self._last_top1:
+            return "change"
+        if now - self._last_write >= self.heartbeat:
+            return "heartbeat"
+        return None
+
+    def write(self, record: dict[str, Any], top1: Optional[int], now: Optional[float] = None) -> bool:
+        """Write ``record`` if the mode wants it; True when a line was written.
+
+        Raises OutputError (with the file and what to do) when the line could
+        not be written; nothing already in the file is damaged.
+        """
+        now = time.time() if now is None else now
+        reason = self.wants(top1, now)
+        if reason is None:
+            return False
+        if self.mode == "change":
+            record = {**record, "reason": reason}
+        line = (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+        try:
+            fd = self._open()
+            if self._size > 0 and self._size + len(line) > self.max_bytes:
+                self._rotate()
+                fd = self._open()
+            self._write_whole(fd, line)
+        except OSError as exc:
+            self.close()
+            raise OutputError(f"{self.path}: cannot write the prediction log: {_describe(exc)}") from None
+        self._last_top1 = top1
+        self._last_write = now
+        self.lines_written += 1
+        return True
+
+    def _write_whole(self, fd: int, line: bytes) -> None:
+        start = self._size
+        written = 0
+        try:
+            while written < len(line):
+                written += os.write(fd, line[written:])
+        except OSError:
+            if written:
+                # Cut the partial line off again so the file holds whole lines only.
+                try:
+                    os.ftruncate(fd, start)
+                except OSError:
+                    pass
+            raise
+        self._size = start + written
+
+    def close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None

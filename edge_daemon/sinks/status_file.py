@@ -1,0 +1,61 @@
+"""The JSON status file, replaced atomically: readers see the old or the new, never half."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from typing import Any
+
+from ..errors import OutputError
+
+
+class StatusFile:
+    """Writes the daemon's status object to ``path`` by temp file + fsync + rename."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def write(self, status: dict[str, Any]) -> None:
+        """Replace the file with ``status``. Raises OutputError; the old file stays intact."""
+        folder = os.path.dirname(self.path) or "."
+        data = (json.dumps(status, indent=1, ensure_ascii=False) + "\n").encode()
+        tmp = None
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".status.", suffix=".tmp", dir=folder)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                # fsync before rename: after a power cut the name points at
+                # complete contents, not at an empty inode.
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.path)
+            tmp = None
+        except OSError as exc:
+            reason = (
+                "the disk is full; free some space (writing resumes by itself)"
+                if exc.errno == errno.ENOSPC
+                else f"{exc.strerror}; make the folder writable for the service user"
+            )
+            raise OutputError(f"{self.path}: cannot write the status file: {reason}") from None
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+
+def read_status(path: str) -> dict[str, Any]:
+    """The status object at ``path``. Raises OSError or ValueError."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
