@@ -61,8 +61,11 @@ def write_cache(state_dir: str, cache: dict[str, Any]) -> None:
             json.dump(cache, f, indent=1, sort_keys=True)
         os.replace(tmp, folder / CACHE_FILE)
     except OSError as exc:
-        log.warning("cannot write the delegate cache in %s (%s); it will be measured again",
-                    state_dir, exc.strerror)
+        log.warning(
+            "cannot write the delegate cache in %s (%s); it will be measured again",
+            state_dir,
+            exc.strerror,
+        )
 
 
 def _time_invokes(engine: TFLiteEngine, frame: Any, deadline: float, runs: int) -> float:
@@ -90,7 +93,7 @@ def measure_candidates(
     share = max(budget / len(CANDIDATES), 0.05)
     best: Optional[tuple[float, TFLiteEngine]] = None
     for name in CANDIDATES:
-        engine = reference if name == "cpu" else None
+        engine: Optional[TFLiteEngine] = reference if name == "cpu" else None
         try:
             if engine is None:
                 engine = build_engine(path, runtime, name, settings)
@@ -128,19 +131,25 @@ def choose_delegates(
     """The engine ``delegates: auto`` picks: from the cache, else measured now."""
     if is_edgetpu_model:
         # Nothing to compare: the Edge TPU or the plain fallback model.
-        return open_engine(path, runtime, ["edgetpu"], settings, cpu_model_path=cpu_model_path,
-                           is_edgetpu_model=True)
+        return open_engine(
+            path,
+            runtime,
+            ["edgetpu"],
+            settings,
+            cpu_model_path=cpu_model_path,
+            is_edgetpu_model=True,
+        )
     key = cache_key(sha256, runtime, settings.threads)
     cache = read_cache(cfg.daemon.state_dir)
     cached = cache.get(key, {}).get("delegate") if isinstance(cache.get(key), dict) else None
     if cached in CANDIDATES:
-        engine = open_engine(path, runtime, [cached], settings)
-        if engine.delegate == cached:
+        chosen = open_engine(path, runtime, [cached], settings)
+        if chosen.delegate == cached:
             log.info("delegate %s for %s (cached choice)", cached, os.path.basename(path))
-            return engine
+            return chosen
         cache.pop(key, None)  # the cached delegate no longer works here
         write_cache(cfg.daemon.state_dir, cache)
-        return engine
+        return chosen
     engine, verdicts = measure_candidates(path, runtime, settings, cfg.engine.auto_budget)
     summary = ", ".join(f"{k} {v}" for k, v in verdicts.items())
     if engine is None:

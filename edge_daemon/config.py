@@ -65,7 +65,9 @@ class ModelConfig:
     top_k: int = _key(10, "how many predictions to publish", lo=1, hi=1000)
     min_score: float = _key(0.0, "drop predictions scoring below this", lo=0.0, hi=1.0)
     mean: Optional[float] = _key(
-        None, "float models: input = (pixel - mean) / std; null = metadata, else 127.5", lo=-1e6,
+        None,
+        "float models: input = (pixel - mean) / std; null = metadata, else 127.5",
+        lo=-1e6,
         hi=1e6,
     )
     std: Optional[float] = _key(
@@ -89,7 +91,7 @@ class EngineConfig:
     runtime: Literal["auto", "ai_edge_litert", "tflite_runtime", "tensorflow"] = _key(
         "auto", "auto = first importable of ai_edge_litert, tflite_runtime, tensorflow"
     )
-    delegates: Union[Literal["auto"], list[Literal["edgetpu", "gpu", "xnnpack", "cpu"]]] = _key(
+    delegates: Union[Literal["auto"], list[Literal["edgetpu", "gpu", "xnnpack", "cpu"]]] = _key(  # noqa: RUF009
         "auto",
         "auto = measure at start-up and keep the fastest correct one; or an ordered list"
         " such as [edgetpu, gpu, xnnpack, cpu]",
@@ -111,21 +113,21 @@ class SourceConfig:
     kind: Literal["files", "picamera2"] = _key("files", "files or picamera2")
     path: str = _key("models/samples", "files: a folder or a glob of images", path=True)
     loop: bool = _key(False, "files: start again after the last image")
-    fps: Optional[float] = _key(None, "frames per second; null = as fast as possible", lo=0.01,
-                                hi=1000.0)
-    camera: int = _key(0, "picamera2: camera number (Picamera2.global_camera_info())", lo=0,
-                       hi=16)
+    fps: Optional[float] = _key(
+        None, "frames per second; null = as fast as possible", lo=0.01, hi=1000.0
+    )
+    camera: int = _key(0, "picamera2: camera number (Picamera2.global_camera_info())", lo=0, hi=16)
     width: int = _key(640, "picamera2: main stream width (even)", lo=64, hi=4656)
     height: int = _key(480, "picamera2: main stream height (even)", lo=64, hi=3496)
-    timeout: float = _key(2.0, "seconds to wait for one frame before it counts as a fault",
-                          lo=0.05, hi=600.0)
-    retry_initial: float = _key(0.5, "first back-off before reopening a failed source (s)",
-                                lo=0.0, hi=600.0)
-    retry_max: float = _key(30.0, "longest back-off between reopen attempts (s)", lo=0.0,
-                            hi=3600.0)
+    timeout: float = _key(
+        2.0, "seconds to wait for one frame before it counts as a fault", lo=0.05, hi=600.0
+    )
+    retry_initial: float = _key(
+        0.5, "first back-off before reopening a failed source (s)", lo=0.0, hi=600.0
+    )
+    retry_max: float = _key(30.0, "longest back-off between reopen attempts (s)", lo=0.0, hi=3600.0)
     stall_timeout: float = _key(
-        10.0, "no frame for this long: the systemd watchdog is no longer fed (s)", lo=0.5,
-        hi=3600.0
+        10.0, "no frame for this long: the systemd watchdog is no longer fed (s)", lo=0.5, hi=3600.0
     )
 
 
@@ -143,26 +145,25 @@ class OutputsConfig:
         60.0, "change mode: write a line anyway after this many seconds", lo=0.1, hi=86400.0
     )
     max_bytes: int = _key(
-        10_000_000, "rotate the prediction log when it would grow past this", lo=1024,
-        hi=2**40
+        10_000_000, "rotate the prediction log when it would grow past this", lo=1024, hi=2**40
     )
-    backups: int = _key(3, "rotated prediction logs to keep (predictions.jsonl.1 ...)", lo=0,
-                        hi=100)
+    backups: int = _key(
+        3, "rotated prediction logs to keep (predictions.jsonl.1 ...)", lo=0, hi=100
+    )
     status_file: Optional[str] = _key(
         "edge-daemon-data/status.json", "JSON status, replaced atomically; null = off", path=True
     )
-    status_interval: float = _key(1.0, "seconds between status file updates", lo=0.05,
-                                  hi=3600.0)
-    log_interval: float = _key(10.0, "seconds between INFO summary lines in the log", lo=0.1,
-                               hi=86400.0)
+    status_interval: float = _key(1.0, "seconds between status file updates", lo=0.05, hi=3600.0)
+    log_interval: float = _key(
+        10.0, "seconds between INFO summary lines in the log", lo=0.1, hi=86400.0
+    )
 
 
 @dataclass(frozen=True)
 class DaemonConfig:
     """The service itself."""
 
-    state_dir: str = _key("edge-daemon-data/state", "caches (delegate choice per model)",
-                          path=True)
+    state_dir: str = _key("edge-daemon-data/state", "caches (delegate choice per model)", path=True)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _key("INFO", "log verbosity")
 
 
@@ -199,8 +200,11 @@ class _Invalid(Exception):
 
 
 def _show(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else yaml.safe_dump(
-        value, default_flow_style=True).strip()
+    text = (
+        repr(value)
+        if isinstance(value, str)
+        else yaml.safe_dump(value, default_flow_style=True).strip()
+    )
     text = text.removesuffix("\n...").strip()
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -216,8 +220,9 @@ def _scalar(node: yaml.Node) -> Any:
 
 def _check_number(value: Any, kind: type, meta: dict[str, Any], node: yaml.Node) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Invalid(f"must be {'an integer' if kind is int else 'a number'} (got {_show(value)})",
-                       node)
+        raise _Invalid(
+            f"must be {'an integer' if kind is int else 'a number'} (got {_show(value)})", node
+        )
     if kind is int and not isinstance(value, int):
         raise _Invalid(f"must be an integer (got {_show(value)})", node)
     lo, hi = meta.get("lo"), meta.get("hi")
@@ -270,14 +275,18 @@ def _convert(tp: Any, node: yaml.Node, meta: dict[str, Any]) -> Any:
     if origin is list:
         if not isinstance(node, yaml.SequenceNode):
             raise _Invalid(f"must be a list (got {_show(_plain(node))})", node)
-        items = [_convert(args[0], item, meta) for item in node.value]
-        if not items:
+        values: list[Any] = [_convert(args[0], item, meta) for item in node.value]
+        if not values:
             raise _Invalid("must not be an empty list", node)
-        if len(set(items)) != len(items):
-            raise _Invalid(f"must not repeat an entry (got {_show(items)})", node)
-        return items
+        if len(set(values)) != len(values):
+            raise _Invalid(f"must not repeat an entry (got {_show(values)})", node)
+        return values
     if not isinstance(node, yaml.ScalarNode):
-        raise _Invalid(f"must be a single value, not a {'list' if isinstance(node, yaml.SequenceNode) else 'mapping'}", node)
+        raise _Invalid(
+            "must be a single value, not a "
+            + ("list" if isinstance(node, yaml.SequenceNode) else "mapping"),
+            node,
+        )
     value = _scalar(node)
     if tp is bool:
         if not isinstance(value, bool):
@@ -316,9 +325,7 @@ def _section(cls: type, node: yaml.Node | None, prefix: str) -> tuple[Any, dict[
         if key not in fields:
             close = _closest(str(key), list(fields))
             hint = f" (did you mean {prefix}.{close}?)" if close else ""
-            raise _Invalid(
-                f"{path}: unknown key{hint}; known keys: {', '.join(fields)}", key_node
-            )
+            raise _Invalid(f"{path}: unknown key{hint}; known keys: {', '.join(fields)}", key_node)
         if key in values:
             raise _Invalid(f"{path}: given twice", key_node)
         try:
@@ -392,9 +399,7 @@ def _build(root: yaml.Node | None) -> tuple[Config, dict[str, dict[str, yaml.Nod
     if root is None or (isinstance(root, yaml.ScalarNode) and _scalar(root) is None):
         return Config(), {}
     if not isinstance(root, yaml.MappingNode):
-        raise _Invalid(
-            f"the file must be a mapping of sections ({', '.join(SECTIONS)})", root
-        )
+        raise _Invalid(f"the file must be a mapping of sections ({', '.join(SECTIONS)})", root)
     sections: dict[str, Any] = {}
     nodes: dict[str, dict[str, yaml.Node]] = {}
     for key_node, value_node in root.value:
@@ -429,13 +434,19 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found; pass --config with an existing file") from None
+        raise ConfigError(
+            f"{p}: config file not found; pass --config with an existing file"
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the config ({exc.strerror}); check its permissions") from None
+        raise ConfigError(
+            f"{p}: cannot read the config ({exc.strerror}); check its permissions"
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
+        raise ConfigError(
+            f"{p}: not UTF-8 text (byte {exc.start}); save the config as UTF-8"
+        ) from None
     return parse_config(text, name=str(p), base=p.resolve().parent)
 
 
@@ -447,8 +458,10 @@ def reference_config() -> str:
         lines.append(f"# {cls.__doc__}")
         lines.append(f"{section}:")
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            value = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
+            value = (
+                yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+            )
             lines.append(f"  # {f.metadata['doc']}")
             lines.append(f"  {f.name}: {value}")
     return "\n".join(lines) + "\n"

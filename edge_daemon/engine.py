@@ -121,7 +121,7 @@ class TFLiteEngine:
         """How many nodes of the execution graph a delegate took over."""
         try:
             ops = self._interpreter._get_ops_details()
-        except Exception:  # noqa: BLE001 - private API; absent means "cannot tell"
+        except Exception:
             return -1
         return sum(1 for op in ops if op.get("op_name") == "DELEGATE")
 
@@ -174,7 +174,7 @@ def build_engine(
         engine.infer(np.zeros(engine.input.shape[1:], dtype=engine.input.dtype))
     except ModelError:
         raise
-    except Exception as exc:  # noqa: BLE001 - runtimes raise ValueError/RuntimeError/OSError
+    except Exception as exc:
         for obj in keep:
             if hasattr(obj, "close"):
                 obj.close()
@@ -208,14 +208,19 @@ def check_frame(spec: TensorSpec) -> np.ndarray:
     h, w = spec.shape[1], spec.shape[2]
     yy, xx = np.mgrid[0:h, 0:w]
     img = np.stack(
-        [(xx * 255 // max(1, w - 1)), (yy * 255 // max(1, h - 1)), ((xx // 16 + yy // 16) % 2) * 255],
+        [
+            (xx * 255 // max(1, w - 1)),
+            (yy * 255 // max(1, h - 1)),
+            ((xx // 16 + yy // 16) % 2) * 255,
+        ],
         axis=-1,
     ).astype(np.uint8)
-    if spec.dtype == np.uint8:
-        return img
+    out: np.ndarray = img
     if spec.dtype == np.int8:
-        return (img.astype(np.int16) - 128).astype(np.int8)
-    return ((img.astype(np.float32) - 127.5) / 127.5).astype(spec.dtype)
+        out = (img.astype(np.int16) - 128).astype(np.int8)
+    elif spec.dtype == np.float32:
+        out = ((img.astype(np.float32) - 127.5) / 127.5).astype(np.float32)
+    return out
 
 
 def open_engine(
@@ -258,8 +263,12 @@ def open_engine(
                         raise
             except DelegateError as exc:
                 failures.append(f"{delegate}: {exc}")
-                log.warning("delegate %s unavailable for %s: %s; trying the next", delegate,
-                            os.path.basename(path), exc)
+                log.warning(
+                    "delegate %s unavailable for %s: %s; trying the next",
+                    delegate,
+                    os.path.basename(path),
+                    exc,
+                )
                 continue
             return engine
     finally:

@@ -68,7 +68,11 @@ def align_labels(labels: list[str], outputs: int, source: str, model: str) -> La
     if len(labels) + 1 == outputs:
         log.info(
             "%s has %d outputs and %s has %d labels: treating output 0 as a background"
-            " class and shifting labels by one", model, outputs, source, len(labels),
+            " class and shifting labels by one",
+            model,
+            outputs,
+            source,
+            len(labels),
         )
         return LabelMap(tuple(labels), 1, source)
     raise ModelError(

@@ -16,7 +16,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Optional
 
-from flatbuffers import number_types as N  # noqa: N812
+from flatbuffers import number_types as N
 from flatbuffers.table import Table
 
 METADATA_NAME = "TFLITE_METADATA"

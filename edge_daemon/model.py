@@ -113,18 +113,28 @@ def load_model(cfg: Config, runtime: Optional[Runtime] = None) -> LoadedModel:
     )
     if cfg.engine.delegates == "auto":
         engine = choose_delegates(
-            path, sha, runtime, settings, cfg, cpu_model_path=cpu_fallback,
+            path,
+            sha,
+            runtime,
+            settings,
+            cfg,
+            cpu_model_path=cpu_fallback,
             is_edgetpu_model=info.is_edgetpu,
         )
     else:
         engine = open_engine(
-            path, runtime, list(cfg.engine.delegates), settings,
-            cpu_model_path=cpu_fallback, is_edgetpu_model=info.is_edgetpu,
+            path,
+            runtime,
+            list(cfg.engine.delegates),
+            settings,
+            cpu_model_path=cpu_fallback,
+            is_edgetpu_model=info.is_edgetpu,
         )
     try:
         spec = _input_spec(engine, path)
-        label_map = align_labels(labels, int(np.prod(engine.output.shape[1:])), labels_source,
-                                 os.path.basename(path))
+        label_map = align_labels(
+            labels, int(np.prod(engine.output.shape[1:])), labels_source, os.path.basename(path)
+        )
     except ModelError:
         engine.close()
         raise
@@ -142,8 +152,11 @@ def _one(values: Optional[list[float]]) -> Optional[float]:
     if not values:
         return None
     if len(set(values)) > 1:
-        log.warning("per-channel normalisation %s in metadata: using the mean %.3f", values,
-                    sum(values) / len(values))
+        log.warning(
+            "per-channel normalisation %s in metadata: using the mean %.3f",
+            values,
+            sum(values) / len(values),
+        )
     return sum(values) / len(values)
 
 
@@ -156,5 +169,6 @@ def _input_spec(engine: TFLiteEngine, path: str) -> InputSpec:
         )
     if t.dtype not in (np.uint8, np.int8, np.float32):
         raise ModelError(f"{path}: input type {t.dtype} is not uint8, int8 or float32")
-    return InputSpec(width=t.shape[2], height=t.shape[1], dtype=t.dtype, scale=t.scale,
-                     zero_point=t.zero_point)
+    return InputSpec(
+        width=t.shape[2], height=t.shape[1], dtype=t.dtype, scale=t.scale, zero_point=t.zero_point
+    )

@@ -29,8 +29,9 @@ class Result:
 class Classifier:
     """Classifies frames with a loaded model; reuses its input buffer across frames."""
 
-    def __init__(self, model: LoadedModel, *, top_k: int, min_score: float,
-                 resize: ResizeMode) -> None:
+    def __init__(
+        self, model: LoadedModel, *, top_k: int, min_score: float, resize: ResizeMode
+    ) -> None:
         self.model = model
         self.k = top_k
         self.min_score = min_score
@@ -52,8 +53,6 @@ class Classifier:
         t2 = time.perf_counter()
         scores = dequantize(raw, self._scale, self._zero)
         label = self.model.labels.label
-        preds = [
-            Prediction(label(i), i, s) for i, s in top_k(scores, self.k, self.min_score)
-        ]
+        preds = [Prediction(label(i), i, s) for i, s in top_k(scores, self.k, self.min_score)]
         t3 = time.perf_counter()
         return Result(preds, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)

@@ -39,7 +39,7 @@ class Runtime:
     module: ModuleType
 
     @property
-    def Interpreter(self) -> Any:  # noqa: N802 - mirrors the runtime's own name
+    def Interpreter(self) -> Any:
         mod = self.module
         return mod.Interpreter
 
@@ -87,7 +87,7 @@ def available_runtimes() -> list[str]:
     for name in RUNTIMES:
         try:
             _import(name)
-        except Exception:  # noqa: BLE001 - any import failure means "not available"
+        except Exception:
             continue
         found.append(name)
     return found
@@ -100,8 +100,10 @@ def load_runtime(choice: str = "auto") -> Runtime:
     for name in names:
         try:
             return _import(name)
-        except Exception as exc:  # noqa: BLE001 - an ImportError, or NumPy ABI errors
-            reasons.append(f"{name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        except Exception as exc:
+            reasons.append(
+                f"{name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            )
     if choice == "auto":
         raise RuntimeNotFoundError(f"no TFLite runtime could be imported; {INSTALL_HINT}")
     raise RuntimeNotFoundError(

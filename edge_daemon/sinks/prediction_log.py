@@ -9,6 +9,7 @@ file keeps only whole lines. Rotation renames ``predictions.jsonl`` to
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -21,8 +22,10 @@ from ..errors import OutputError
 
 def iso_utc(t: float) -> str:
     """ISO 8601 UTC with milliseconds, e.g. 2026-11-21T08:10:00.123Z."""
-    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(t, tz=timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )
 
 
@@ -61,8 +64,9 @@ class PredictionLog:
         if self._fd is None:
             folder = os.path.dirname(self.path) or "."
             os.makedirs(folder, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                               0o644)
+            self._fd = os.open(
+                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+            )
             self._size = os.fstat(self._fd).st_size
         return self._fd
 
@@ -87,7 +91,9 @@ class PredictionLog:
             return "heartbeat"
         return None
 
-    def write(self, record: dict[str, Any], top1: Optional[int], now: Optional[float] = None) -> bool:
+    def write(
+        self, record: dict[str, Any], top1: Optional[int], now: Optional[float] = None
+    ) -> bool:
         """Write ``record`` if the mode wants it; True when a line was written.
 
         Raises OutputError (with the file and what to do) when the line could
@@ -108,7 +114,9 @@ class PredictionLog:
             self._write_whole(fd, line)
         except OSError as exc:
             self.close()
-            raise OutputError(f"{self.path}: cannot write the prediction log: {_describe(exc)}") from None
+            raise OutputError(
+                f"{self.path}: cannot write the prediction log: {_describe(exc)}"
+            ) from None
         self._last_top1 = top1
         self._last_write = now
         self.lines_written += 1
@@ -123,17 +131,13 @@ class PredictionLog:
         except OSError:
             if written:
                 # Cut the partial line off again so the file holds whole lines only.
-                try:
+                with contextlib.suppress(OSError):
                     os.ftruncate(fd, start)
-                except OSError:
-                    pass
             raise
         self._size = start + written
 
     def close(self) -> None:
         if self._fd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self._fd)
-            except OSError:
-                pass
             self._fd = None

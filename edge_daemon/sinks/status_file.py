@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -28,7 +29,7 @@ class StatusFile:
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 # fsync before rename: after a power cut the name points at
                 # complete contents, not at an empty inode.
                 os.fsync(fd)
@@ -46,10 +47,8 @@ class StatusFile:
             raise OutputError(f"{self.path}: cannot write the status file: {reason}") from None
         finally:
             if tmp is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(tmp)
-                except OSError:
-                    pass
 
 
 def read_status(path: str) -> dict[str, Any]:

@@ -53,13 +53,23 @@ def decode_image(data: bytes | str | os.PathLike[str], min_size: tuple[int, int]
                 if img.mode == "I;16" or img.mode.startswith("I"):
                     # 16-bit greyscale: keep the top 8 bits, not a clipped 0..255.
                     arr16 = np.asarray(img, dtype=np.uint32)
-                    grey = (arr16 >> 8).astype(np.uint8) if arr16.max() > 255 else arr16.astype(np.uint8)
+                    grey = (
+                        (arr16 >> 8).astype(np.uint8)
+                        if arr16.max() > 255
+                        else arr16.astype(np.uint8)
+                    )
                     return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
                 rgb = img.convert("RGB") if img.mode != "RGB" else img
                 rgb.load()
                 return np.asarray(rgb)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning, MemoryError) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        MemoryError,
+    ) as exc:
         text = str(exc).strip() or type(exc).__name__
         raise ValueError(text.splitlines()[0]) from None
 

@@ -1,0 +1,414 @@
+"""The ``edge-daemon`` command: run, classify, check, status, tail, models fetch, bench.
+
+Every failure is one line on stderr and a non-zero exit; ``--debug`` shows
+the traceback as well. Errors are logged once, here at the top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from . import __version__
+from .config import Config, load_config
+from .errors import EdgeDaemonError
+from .journal import setup_logging
+
+# Exit codes of `edge-daemon status`, for health checks.
+STATUS_RUNNING, STATUS_DEGRADED, STATUS_DOWN = 0, 1, 2
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+# -- run ---------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import Daemon
+
+    cfg = _config(args)
+    setup_logging(cfg.daemon.log_level, debug=args.debug)
+    return Daemon(cfg, config_path=cfg.file, max_frames=args.max_frames).run()
+
+
+# -- classify ----------------------------------------------------------------
+def cmd_classify(args: argparse.Namespace) -> int:
+    from .model import load_model
+    from .pipeline import Classifier
+    from .sources.files import decode_image
+
+    cfg = _config(args)
+    setup_logging("WARNING", debug=args.debug)
+    model_cfg = cfg.model
+    if args.model is not None:
+        model_cfg = dataclasses.replace(
+            model_cfg, path=str(Path(args.model).absolute()), labels=None
+        )
+    if args.labels is not None:
+        model_cfg = dataclasses.replace(model_cfg, labels=str(Path(args.labels).absolute()))
+    if args.top_k is not None:
+        if not 1 <= args.top_k <= 1000:
+            raise EdgeDaemonError(f"--top-k: must be between 1 and 1000 (got {args.top_k})")
+        model_cfg = dataclasses.replace(model_cfg, top_k=args.top_k)
+    cfg = dataclasses.replace(cfg, model=model_cfg)
+    model = load_model(cfg)
+    failed = 0
+    try:
+        clf = Classifier(
+            model,
+            top_k=cfg.model.top_k,
+            min_score=cfg.model.min_score,
+            resize=cfg.preprocess.resize,
+        )
+        size = (model.input.width, model.input.height)
+        for image in args.images:
+            try:
+                pixels = decode_image(Path(image).read_bytes(), size)
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                print(f"edge-daemon: {image}: not a readable image ({reason})", file=sys.stderr)
+                failed += 1
+                continue
+            result = clf.classify(pixels)
+            if args.json:
+                preds = [p.as_dict() for p in result.predictions]
+                print(json.dumps({"image": image, "predictions": preds}), flush=True)
+            else:
+                print(f"{image}:")
+                for p in result.predictions:
+                    print(f"  {p.score:6.3f}  {p.label}  [{p.index}]")
+    finally:
+        model.close()
+    return 1 if failed else 0
+
+
+# -- check -------------------------------------------------------------------
+def cmd_check(args: argparse.Namespace) -> int:
+    from .model import load_model
+
+    cfg = _config(args)
+    setup_logging("WARNING", debug=args.debug)
+    model = load_model(cfg)
+    try:
+        e, i = model.engine, model.input
+        quant = f"scale {i.scale:g}, zero point {i.zero_point}" if i.scale else "not quantized"
+        out = e.output
+        summary = {
+            "config": cfg.file or "built-in defaults",
+            "model": model.path,
+            "sha256": model.sha256,
+            "input": f"{i.width}x{i.height} {i.dtype.name} ({quant})",
+            "output": f"{list(out.shape)} {out.dtype.name}",
+            "labels": f"{len(model.labels.labels)} from {model.labels.source}"
+            + (" (offset by one: background class 0)" if model.labels.offset else ""),
+            "runtime": e.runtime,
+            "delegate": e.delegate,
+            "source": cfg.source.kind
+            + (f" {cfg.source.path}" if cfg.source.kind == "files" else ""),
+            "prediction_log": cfg.outputs.prediction_log or "off",
+            "status_file": cfg.outputs.status_file or "off",
+        }
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            width = max(len(k) for k in summary)
+            for k, v in summary.items():
+                print(f"{k:<{width}}  {v}")
+            print("ok: the config is valid and the model runs")
+    finally:
+        model.close()
+    return 0
+
+
+# -- status ------------------------------------------------------------------
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by the service user
+    return True
+
+
+def status_verdict(status: dict[str, Any], now: float) -> tuple[int, str]:
+    """Exit code and state word for a status object: 0 running, 1 degraded, 2 down or stale."""
+    from datetime import datetime
+
+    state = status.get("state")
+    interval = status.get("status_interval") or 1.0
+    try:
+        updated = datetime.fromisoformat(str(status.get("updated")).replace("Z", "+00:00"))
+        age = now - updated.timestamp()
+    except ValueError:
+        return STATUS_DOWN, "stale"
+    if state in ("running", "degraded", "starting"):
+        if age > max(5 * float(interval), 5.0) or not _pid_alive(status.get("pid")):
+            return STATUS_DOWN, "stale"
+        return (STATUS_RUNNING, "running") if state == "running" else (STATUS_DEGRADED, state)
+    return STATUS_DOWN, str(state)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .sinks.status_file import read_status
+
+    cfg = _config(args)
+    path = cfg.outputs.status_file
+    if path is None:
+        raise EdgeDaemonError("outputs.status_file is off in the config; there is no status")
+    try:
+        status = read_status(path)
+    except FileNotFoundError:
+        print(f"edge-daemon: {path}: no status file; the daemon is not running", file=sys.stderr)
+        return STATUS_DOWN
+    except (OSError, ValueError) as exc:
+        print(f"edge-daemon: {path}: unreadable status ({exc})", file=sys.stderr)
+        return STATUS_DOWN
+    code, word = status_verdict(status, time.time())
+    if args.json:
+        print(json.dumps({**status, "health": word}))
+        return code
+    preds = status.get("predictions") or []
+    top = preds[0] if preds else None
+    lat = status.get("latency_ms") or {}
+    print(f"state     {word}" + (f" ({status['reason']})" if status.get("reason") else ""))
+    print(f"pid       {status.get('pid')}, started {status.get('started')}")
+    print(f"updated   {status.get('updated')}")
+    print(f"model     {status.get('model')}")
+    print(f"engine    {status.get('runtime')}, delegate {status.get('delegate')}")
+    print(f"frames    {status.get('frames')} at {status.get('fps')} fps")
+    if lat:
+        print("latency   " + ", ".join(f"{k} {v} ms" for k, v in lat.items() if v is not None))
+    if top:
+        print(f"top-1     {top['label']} ({top['score']:.3f})")
+    if status.get("last_error"):
+        print(f"error     {status.get('last_error_at')}: {status['last_error']}")
+    return code
+
+
+# -- tail --------------------------------------------------------------------
+def format_line(raw: str) -> Optional[str]:
+    """A prediction-log line in a readable form; None for a torn or foreign line."""
+    try:
+        rec = json.loads(raw)
+        preds = rec["predictions"]
+        best = ", ".join(f"{p['label'].split(',')[0]} {p['score']:.2f}" for p in preds[:3])
+        image = f" {rec['image']}" if rec.get("image") else ""
+        return f"{rec['ts']}  #{rec['frame']}{image}  {best or '-'}"
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return None
+
+
+def _tail_lines(path: str, n: int) -> tuple[list[str], int]:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        end = f.tell()
+        block, data = 64 * 1024, b""
+        pos = end
+        while pos > 0 and data.count(b"\n") <= n:
+            pos = max(0, pos - block)
+            f.seek(pos)
+            data = f.read(end - pos)
+    # Only complete lines: a last line without its newline may be mid-write.
+    complete = data[: data.rfind(b"\n") + 1] if b"\n" in data else b""
+    lines = complete.decode("utf-8", "replace").splitlines()
+    if pos > 0 and lines:
+        lines = lines[1:]  # the first may be a fragment of a longer line
+    return lines[-n:] if n else [], pos + len(complete)
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    path = cfg.outputs.prediction_log
+    if path is None:
+        raise EdgeDaemonError("outputs.prediction_log is off in the config; nothing to tail")
+    if not os.path.exists(path) and not args.follow:
+        raise EdgeDaemonError(f"{path}: no prediction log yet; start the daemon first")
+
+    def show(line: str) -> None:
+        text = line if args.raw else format_line(line)
+        if text is not None:
+            print(text, flush=True)
+
+    offset = 0
+    if os.path.exists(path):
+        lines, offset = _tail_lines(path, args.n)
+        for line in lines:
+            show(line)
+    if not args.follow:
+        return 0
+    inode = os.stat(path).st_ino if os.path.exists(path) else None
+    pending: bytes = b""
+    try:
+        while True:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                time.sleep(0.2)
+                continue
+            if st.st_ino != inode or st.st_size < offset:  # rotated or truncated
+                inode, offset, pending = st.st_ino, 0, b""
+            if st.st_size > offset:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    chunk = f.read(st.st_size - offset)
+                offset += len(chunk)
+                pending += chunk
+                parts = pending.split(b"\n")
+                pending = parts.pop()  # an incomplete last line waits for its end
+                for part in parts:
+                    show(part.decode("utf-8", "replace"))
+            else:
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        return 0
+
+
+# -- models fetch ------------------------------------------------------------
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from .fetch import DEFAULT_URL, fetch
+
+    setup_logging("WARNING", debug=args.debug)
+    lines = fetch(
+        Path(args.dest),
+        source_dir=Path(args.source) if args.source else None,
+        images_dir=Path(args.images) if args.images else None,
+        url=args.url or os.environ.get("EDGE_DAEMON_MODEL_URL") or DEFAULT_URL,
+    )
+    for line in lines:
+        print(line)
+    return 0
+
+
+# -- bench -------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    cfg = _config(args)
+    setup_logging("WARNING", debug=args.debug)
+    code: int = run_bench(cfg, frames=args.frames, as_json=args.json)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used for the README's usage section)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    cfg = argparse.ArgumentParser(add_help=False)
+    cfg.add_argument(
+        "--config",
+        metavar="PATH",
+        help="YAML config (default: $EDGE_DAEMON_CONFIG, /etc/edge-daemon/"
+        "config.yaml, else built-in defaults)",
+    )
+    p = argparse.ArgumentParser(
+        prog="edge-daemon",
+        parents=[common],
+        description="Always-on TFLite image classifier for a camera.",
+    )
+    p.add_argument("--version", action="version", version=f"edge-daemon {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    r = sub.add_parser("run", parents=[common, cfg], help="run the daemon")
+    r.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (exit 0)")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("classify", parents=[common, cfg], help="classify image files once")
+    c.add_argument(
+        "--model",
+        metavar="M",
+        help="model file (labels then from --labels or the model's metadata)",
+    )
+    c.add_argument("--labels", metavar="L", help="labels file")
+    c.add_argument("--top-k", type=int, metavar="K", help="how many predictions")
+    c.add_argument("--json", action="store_true", help="one JSON object per image")
+    c.add_argument("images", nargs="+", metavar="IMAGE")
+    c.set_defaults(func=cmd_classify)
+
+    k = sub.add_parser(
+        "check", parents=[common, cfg], help="validate the config, load and test-invoke the model"
+    )
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=cmd_check)
+
+    s = sub.add_parser(
+        "status",
+        parents=[common, cfg],
+        help="show the running daemon's status (exit 0 running, 1 degraded, 2 stopped or stale)",
+    )
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+
+    t = sub.add_parser("tail", parents=[common, cfg], help="show the prediction log")
+    t.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    t.add_argument("-n", type=int, default=10, metavar="N", help="last N lines (default 10)")
+    t.add_argument("--raw", action="store_true", help="print the JSON lines as they are")
+    t.set_defaults(func=cmd_tail)
+
+    m = sub.add_parser("models", parents=[common], help="get models")
+    msub = m.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    f = msub.add_parser(
+        "fetch", parents=[common], help="download (or --from DIR copy) the default model and labels"
+    )
+    f.add_argument(
+        "--from", dest="source", metavar="DIR", help="copy from this folder instead of downloading"
+    )
+    f.add_argument(
+        "--dest", default="models", metavar="DIR", help="where to put them (default: ./models)"
+    )
+    f.add_argument(
+        "--images", metavar="DIR", help="also copy sample images from DIR into DEST/samples"
+    )
+    f.add_argument("--url", help=argparse.SUPPRESS)
+    f.set_defaults(func=cmd_models_fetch)
+
+    b = sub.add_parser(
+        "bench",
+        parents=[common, cfg],
+        help="measure runtimes x delegates x threads on the configured model",
+    )
+    b.add_argument("--frames", type=int, default=50, metavar="N", help="frames per case")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``edge-daemon`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except EdgeDaemonError as exc:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"edge-daemon: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"edge-daemon: internal error: {type(exc).__name__}: {exc} (run with --debug for"
+            " the traceback and report it)",
+            file=sys.stderr,
+        )
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,465 @@
+"""The daemon's lifecycle: the frame loop, signals, reload, systemd notification.
+
+This is the only module that knows about signals and systemd. Data flows one
+way: capture thread -> Classifier (preprocess, engine, postprocess) -> sinks
+(prediction log, status file, log lines, sd_notify STATUS).
+
+Signals only set flags; the loop acts on them between frames:
+SIGTERM/SIGINT stop cleanly (exit 0), SIGHUP reloads the config and model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any, Optional
+
+from . import notify
+from .capture import CaptureThread
+from .config import Config, load_config
+from .errors import EdgeDaemonError, OutputError
+from .journal import journal_fields
+from .model import LoadedModel, load_model
+from .pipeline import Classifier, Result
+from .runtimes import load_runtime
+from .sinks.prediction_log import PredictionLog, iso_utc
+from .sinks.status_file import StatusFile
+from .sources import make_source
+from .sources.base import Frame
+
+log = logging.getLogger(__name__)
+
+# How long the loop waits for a frame before it looks at flags and timers.
+_TICK = 0.1
+
+
+def _classifier(model: LoadedModel, cfg: Config) -> Classifier:
+    return Classifier(
+        model, top_k=cfg.model.top_k, min_score=cfg.model.min_score, resize=cfg.preprocess.resize
+    )
+
+
+def _capture(cfg: Config, model: LoadedModel) -> CaptureThread:
+    size = (model.input.width, model.input.height)
+    source = make_source(cfg.source, size)
+    return CaptureThread(
+        source,
+        live=cfg.source.kind != "files",
+        retry_initial=cfg.source.retry_initial,
+        retry_max=cfg.source.retry_max,
+    )
+
+
+class _Latency:
+    """Per-stage latency, smoothed (exponential moving average over ~20 frames)."""
+
+    STAGES = ("capture", "preprocess", "inference", "postprocess")
+
+    def __init__(self) -> None:
+        self.values: dict[str, Optional[float]] = dict.fromkeys(self.STAGES)
+
+    def add(self, **ms: float) -> None:
+        for k, v in ms.items():
+            old = self.values[k]
+            self.values[k] = v if old is None else old + 0.05 * (v - old)
+
+    def as_dict(self) -> dict[str, Optional[float]]:
+        out = {k: (round(v, 3) if v is not None else None) for k, v in self.values.items()}
+        known = [v for v in self.values.values() if v is not None]
+        out["total"] = round(sum(known), 3) if known else None
+        return out
+
+
+class Daemon:
+    """Runs the classification loop until stopped."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        config_path: Optional[str] = None,
+        notifier: Optional[notify.Notifier] = None,
+        max_frames: Optional[int] = None,
+        environ: Optional[dict[str, str]] = None,
+    ) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.notifier = notifier or notify.make_notifier(environ)
+        self.max_frames = max_frames
+        interval = notify.watchdog_interval(environ)
+        self.gate = notify.WatchdogGate(interval, cfg.source.stall_timeout) if interval else None
+        self.pid = os.getpid()
+        self.started = time.time()
+        self.state = "starting"
+        self.reason: Optional[str] = None
+        self.last_error: Optional[str] = None
+        self.last_error_at: Optional[str] = None
+        self.frames = 0
+        self.latency = _Latency()
+        self.last_result: Optional[Result] = None
+        self.model: Optional[LoadedModel] = None
+        self.classifier: Optional[Classifier] = None
+        self.capture: Optional[CaptureThread] = None
+        self.plog: Optional[PredictionLog] = None
+        self.status_file: Optional[StatusFile] = None
+        self.reloads = 0
+        self._stop_requested = False
+        self._reload_requested = False
+        self._ready = False
+        self._fps = 0.0
+        self._fps_mark = (time.monotonic(), 0)
+        self._last_progress = time.monotonic()
+        self._next_status = 0.0
+        self._next_info = 0.0
+        self._stalled_logged = False
+        self._output_errors: dict[str, str] = {}
+
+    # -- signals -------------------------------------------------------------
+    def request_stop(self, *_: Any) -> None:
+        """Stop after the current frame (SIGTERM, SIGINT)."""
+        self._stop_requested = True
+
+    def request_reload(self, *_: Any) -> None:
+        """Reload config and model before the next frame (SIGHUP)."""
+        self._reload_requested = True
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def stop(signum: int, _frame: Optional[FrameType]) -> None:
+            self.request_stop()
+
+        def reload(signum: int, _frame: Optional[FrameType]) -> None:
+            self.request_reload()
+
+        previous: dict[int, Any] = {}
+        for sig, handler in (
+            (signal.SIGTERM, stop),
+            (signal.SIGINT, stop),
+            (signal.SIGHUP, reload),
+        ):
+            previous[sig] = signal.signal(sig, handler)
+        return previous
+
+    # -- errors --------------------------------------------------------------
+    def _error(self, message: str) -> None:
+        self.last_error = message
+        self.last_error_at = iso_utc(time.time())
+
+    def _output_failed(self, which: str, exc: OutputError) -> None:
+        message = str(exc)
+        if self._output_errors.get(which) != message:
+            log.error("%s; classification goes on", message)
+        self._output_errors[which] = message
+        self._error(message)
+
+    def _output_ok(self, which: str) -> None:
+        if which in self._output_errors:
+            del self._output_errors[which]
+            log.info("%s writable again", which)
+
+    # -- start, loop, stop ---------------------------------------------------
+    def _open_outputs(self, cfg: Config) -> None:
+        if self.plog is not None:
+            self.plog.close()
+        out = cfg.outputs
+        self.plog = (
+            PredictionLog(
+                out.prediction_log,
+                mode=out.prediction_log_mode,
+                heartbeat=out.heartbeat,
+                max_bytes=out.max_bytes,
+                backups=out.backups,
+            )
+            if out.prediction_log
+            else None
+        )
+        self.status_file = StatusFile(out.status_file) if out.status_file else None
+
+    def run(self) -> int:
+        """Run until stopped, the source ends, or max_frames. Returns the exit code (0)."""
+        previous = self._install_signals()
+        try:
+            self._open_outputs(self.cfg)
+            self._write_status(force=True)
+            try:
+                self._start()
+            except EdgeDaemonError as exc:
+                self.state = "failed"
+                self._error(str(exc))
+                raise
+            self._loop()
+            return 0
+        finally:
+            self._shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _start(self) -> None:
+        runtime = load_runtime(self.cfg.engine.runtime)
+        self.model = load_model(self.cfg, runtime)
+        self.classifier = _classifier(self.model, self.cfg)
+        self._announce_model()
+        self.capture = _capture(self.cfg, self.model)
+        log.info("reading frames from %s", self.capture.source.describe())
+        self.capture.start()
+        self.state = "running"
+        self._last_progress = time.monotonic()
+
+    def _announce_model(self) -> None:
+        m = self.model
+        assert m is not None
+        log.info(
+            "model %s (%dx%d %s) on %s with delegate %s, labels from %s",
+            m.name,
+            m.input.width,
+            m.input.height,
+            m.input.dtype.name,
+            m.engine.runtime,
+            m.engine.delegate,
+            m.labels.source,
+            extra=journal_fields(EDGE_MODEL=m.name, EDGE_DELEGATE=m.engine.delegate),
+        )
+
+    def _loop(self) -> None:
+        assert self.capture is not None
+        while not self._stop_requested:
+            if self._reload_requested:
+                self._reload()
+                continue
+            frame = self.capture.take(_TICK)
+            if frame is not None:
+                self._process(frame)
+                if self.max_frames is not None and self.frames >= self.max_frames:
+                    log.info("stopping after %d frames (--max-frames)", self.frames)
+                    break
+            elif self.capture.exhausted:
+                log.info("%s: no more frames; stopping", self.capture.source.describe())
+                break
+            self._housekeeping(time.monotonic())
+
+    def _process(self, frame: Frame) -> None:
+        assert self.classifier is not None and self.model is not None
+        result = self.classifier.classify(frame.image)
+        self.frames += 1
+        self.last_result = result
+        now = time.monotonic()
+        self._last_progress = now
+        self.latency.add(
+            capture=frame.capture_ms,
+            preprocess=result.preprocess_ms,
+            inference=result.inference_ms,
+            postprocess=result.postprocess_ms,
+        )
+        if self.plog is not None:
+            record = {
+                "ts": iso_utc(frame.captured_at),
+                "frame": self.frames,
+                "image": frame.name,
+                "model": self.model.name,
+                "delegate": self.model.engine.delegate,
+                "predictions": [p.as_dict() for p in result.predictions],
+            }
+            top1 = result.top1.index if result.top1 else None
+            try:
+                self.plog.write(record, top1, frame.captured_at)
+                self._output_ok("prediction log")
+            except OutputError as exc:
+                self._output_failed("prediction log", exc)
+        if not self._ready:
+            self._ready = True
+            notify.ready(self.notifier, self._status_line())
+            log.info("ready: first frame classified (%s)", self._status_line())
+        self._housekeeping(now)
+
+    def _housekeeping(self, now: float) -> None:
+        self._update_state(now)
+        if (
+            self.gate is not None
+            and self._ready
+            and self.gate.should_ping(now, self._last_progress)
+        ):
+            notify.watchdog(self.notifier)
+        if now >= self._next_status:
+            self._next_status = now + self.cfg.outputs.status_interval
+            mark_t, mark_n = self._fps_mark
+            if now > mark_t:
+                self._fps = (self.frames - mark_n) / (now - mark_t)
+            self._fps_mark = (now, self.frames)
+            self._write_status()
+            if self._ready:
+                notify.status(self.notifier, self._status_line())
+        if now >= self._next_info:
+            if self._next_info:
+                self._log_summary()
+            self._next_info = now + self.cfg.outputs.log_interval
+
+    def _update_state(self, now: float) -> None:
+        if self.state not in ("running", "degraded"):
+            return
+        reason = self.capture.fault if self.capture is not None else None
+        idle = now - self._last_progress
+        if reason is None and idle > self.cfg.source.stall_timeout:
+            what = self.capture.source.describe() if self.capture else "the source"
+            reason = f"no frame for {idle:.0f} s from {what}"
+            if not self._stalled_logged:
+                self._stalled_logged = True
+                log.error(
+                    "%s; the source may be hung. The systemd watchdog is no longer fed,"
+                    " so systemd restarts the service if it is enabled",
+                    reason,
+                )
+        elif idle <= self.cfg.source.stall_timeout:
+            self._stalled_logged = False
+        if reason is None and self._output_errors:
+            reason = next(iter(self._output_errors.values()))
+        if reason is not None:
+            if self.state != "degraded":
+                log.warning("degraded: %s", reason)
+            self.state, self.reason = "degraded", reason
+            if self.capture is not None and self.capture.fault:
+                self._error(self.capture.fault)
+        elif self.state == "degraded":
+            log.info("running again")
+            self.state, self.reason = "running", None
+
+    def _status_line(self) -> str:
+        top = self.last_result.top1 if self.last_result else None
+        top_text = f"{top.label.split(',')[0]} {top.score:.2f}" if top else "none"
+        delegate = self.model.engine.delegate if self.model else "none"
+        return f"{self._fps:.1f} fps, top-1 {top_text}, delegate {delegate}"
+
+    def _log_summary(self) -> None:
+        top = self.last_result.top1 if self.last_result else None
+        m = self.model
+        inference = self.latency.values["inference"]
+        log.info(
+            "%s: %.1f fps, top-1 %s (%.2f), inference %.1f ms, %d frames",
+            self.state,
+            self._fps,
+            top.label if top else "-",
+            top.score if top else 0.0,
+            inference or 0.0,
+            self.frames,
+            extra=journal_fields(
+                EDGE_TOP1=top.label if top else "",
+                EDGE_SCORE=f"{top.score:.4f}" if top else "",
+                EDGE_FRAME=self.frames,
+                EDGE_MODEL=m.name if m else "",
+                EDGE_DELEGATE=m.engine.delegate if m else "",
+                EDGE_FPS=f"{self._fps:.1f}",
+                EDGE_STATE=self.state,
+            ),
+        )
+
+    def status(self) -> dict[str, Any]:
+        """The status object (what the status file holds)."""
+        m = self.model
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "pid": self.pid,
+            "started": iso_utc(self.started),
+            "updated": iso_utc(time.time()),
+            "config": self.config_path,
+            "model": m.path if m else self.cfg.model.path,
+            "model_sha256": m.sha256 if m else None,
+            "labels": m.labels.source if m else self.cfg.model.labels,
+            "input": (
+                {"width": m.input.width, "height": m.input.height, "dtype": m.input.dtype.name}
+                if m
+                else None
+            ),
+            "runtime": m.engine.runtime if m else None,
+            "delegate": m.engine.delegate if m else None,
+            "source": self.capture.source.describe() if self.capture else None,
+            "frames": self.frames,
+            "fps": round(self._fps, 2),
+            "latency_ms": self.latency.as_dict(),
+            "predictions": (
+                [p.as_dict() for p in self.last_result.predictions] if self.last_result else []
+            ),
+            "reloads": self.reloads,
+            "status_interval": self.cfg.outputs.status_interval,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+        }
+
+    def _write_status(self, force: bool = False) -> None:
+        if self.status_file is None:
+            return
+        try:
+            self.status_file.write(self.status())
+            self._output_ok("status file")
+        except OutputError as exc:
+            self._output_failed("status file", exc)
+
+    # -- reload ----------------------------------------------------------------
+    def _reload(self) -> None:
+        self._reload_requested = False
+        notify.reloading(self.notifier)
+        where = self.config_path or "built-in defaults"
+        log.info("reloading (SIGHUP) from %s", where)
+        old_model, old_cfg = self.model, self.cfg
+        assert old_model is not None
+        try:
+            cfg = load_config(self.config_path) if self.config_path else self.cfg
+            runtime = load_runtime(cfg.engine.runtime)
+            model = load_model(cfg, runtime)
+        except EdgeDaemonError as exc:
+            message = f"reload failed, still running {old_model.name}: {exc}"
+            log.error("%s", message)
+            self._error(message)
+            notify.ready(self.notifier, self._status_line())
+            self._write_status()
+            return
+        self.model, self.cfg = model, cfg
+        self.classifier = _classifier(model, cfg)
+        size_changed = (model.input.width, model.input.height) != (
+            old_model.input.width,
+            old_model.input.height,
+        )
+        if size_changed or cfg.source != old_cfg.source:
+            self._restart_capture()
+        if cfg.outputs != old_cfg.outputs:
+            self._open_outputs(cfg)
+        if self.gate is not None:
+            self.gate.stall_timeout = cfg.source.stall_timeout
+        old_model.close()
+        self.reloads += 1
+        self._announce_model()
+        notify.ready(self.notifier, self._status_line())
+        self._write_status()
+
+    def _restart_capture(self) -> None:
+        assert self.model is not None
+        if self.capture is not None:
+            self.capture.stop()
+        self.capture = _capture(self.cfg, self.model)
+        log.info("reading frames from %s", self.capture.source.describe())
+        self.capture.start()
+
+    def _shutdown(self) -> None:
+        notify.stopping(self.notifier)
+        if self.capture is not None:
+            self.capture.stop()
+        if self.state != "failed":
+            self.state = "stopped"
+        self.reason = None
+        self._write_status(force=True)
+        if self.plog is not None:
+            self.plog.close()
+        if self.model is not None:
+            self.model.close()
+        log.info("stopped after %d frames", self.frames)
+
+
+def replace_config(cfg: Config, **sections: Any) -> Config:
+    """A copy of ``cfg`` with whole sections replaced (used by the CLI's overrides)."""
+    return dataclasses.replace(cfg, **sections)
