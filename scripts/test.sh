@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The test suite, as CI runs it: lint, type check, then pytest with both TFLite
+# runtimes installed side by side (NumPy 1), then the golden tests again with
+# ai-edge-litert alone on NumPy 2. Extra arguments go to the first pytest run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+pip_flags=(--quiet --disable-pip-version-check)
+
+# System packages: libsystemd-dev and pkg-config build systemd-python;
+# systemd provides systemd-analyze for the unit tests; shellcheck checks deploy/.
+need=()
+command -v pkg-config >/dev/null || need+=(pkg-config)
+[ -f /usr/include/systemd/sd-daemon.h ] || need+=(libsystemd-dev)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v shellcheck >/dev/null || need+=(shellcheck)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing system packages: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "missing system packages: ${need[*]} (install them with apt as root)" >&2
+    exit 1
+  fi
+fi
+
+venv=${VENV:-.venv-test}
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+"$venv/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,tflite,systemd,dev]"
+
+"$venv/bin/ruff" check edge_daemon tests scripts benchmarks
+"$venv/bin/mypy"
+"$venv/bin/python" -m pytest -q "$@"
+
+# ai-edge-litert with NumPy 2, as a Pi 64-bit install gets it by default.
+venv2=${VENV2:-.venv-test-np2}
+[ -x "$venv2/bin/python" ] || "$python" -m venv "$venv2"
+"$venv2/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,dev]" "numpy>=2"
+"$venv2/bin/python" -c "import numpy; assert int(numpy.__version__.split('.')[0]) >= 2, numpy.__version__"
+"$venv2/bin/python" -m pytest -q tests/test_golden.py -k "ai_edge_litert"
