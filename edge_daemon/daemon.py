@@ -44,8 +44,22 @@ def _classifier(model: LoadedModel, cfg: Config) -> Classifier:
     )
 
 
+def source_size(cfg: Config, width: int, height: int) -> tuple[int, int]:
+    """The frame size to ask a camera for, given the model's input size.
+
+    A camera's ISP scales frames to this size, so for ``resize: crop`` it must
+    keep the main stream's aspect ratio (covering the model's size) for the
+    centre crop to have anything to cut; for ``stretch`` it is the model size.
+    """
+    if cfg.preprocess.resize != "crop" or cfg.source.kind == "files":
+        return width, height
+    sw, sh = cfg.source.width, cfg.source.height
+    scale = max(width / sw, height / sh)
+    return max(width, round(sw * scale)), max(height, round(sh * scale))
+
+
 def _capture(cfg: Config, model: LoadedModel) -> CaptureThread:
-    size = (model.input.width, model.input.height)
+    size = source_size(cfg, model.input.width, model.input.height)
     source = make_source(cfg.source, size)
     return CaptureThread(
         source,
@@ -276,7 +290,6 @@ class Daemon:
             self._ready = True
             notify.ready(self.notifier, self._status_line())
             log.info("ready: first frame classified (%s)", self._status_line())
-        self._housekeeping(now)
 
     def _housekeeping(self, now: float) -> None:
         self._update_state(now)
