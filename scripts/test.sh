@@ -30,7 +30,7 @@ venv=${VENV:-.venv-test}
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,tflite,systemd,dev]"
 
-"$venv/bin/ruff" check edge_daemon tests scripts benchmarks
+"$venv/bin/ruff" check .
 "$venv/bin/mypy"
 "$venv/bin/python" -m pytest -q "$@"
 
