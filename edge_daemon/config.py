@@ -320,7 +320,7 @@ def _section(cls: type, node: yaml.Node | None, prefix: str) -> tuple[Any, dict[
     values: dict[str, Any] = {}
     nodes: dict[str, yaml.Node] = {}
     for key_node, value_node in node.value:
-        key = _scalar(key_node)
+        key = _key_name(key_node, prefix)
         path = f"{prefix}.{key}"
         if key not in fields:
             close = _closest(str(key), list(fields))
@@ -334,6 +334,14 @@ def _section(cls: type, node: yaml.Node | None, prefix: str) -> tuple[Any, dict[
             raise _Invalid(f"{path}: {exc}", exc.node) from None
         nodes[key] = value_node
     return cls(**values), nodes
+
+
+def _key_name(node: yaml.Node, prefix: str | None) -> Any:
+    """A mapping key's value; a list or mapping used as a key is an error, not a crash."""
+    if not isinstance(node, yaml.ScalarNode):
+        where = f"{prefix}: " if prefix else ""
+        raise _Invalid(f"{where}keys must be plain names, not a list or mapping", node)
+    return _scalar(node)
 
 
 def _closest(word: str, choices: list[str]) -> str | None:
@@ -384,6 +392,13 @@ def parse_config(text: str, *, name: str = "<config>", base: Path | None = None)
     except _Invalid as exc:
         line = f":{exc.node.start_mark.line + 1}" if exc.node is not None else ""
         raise ConfigError(f"{name}{line}: {exc}") from None
+    except yaml.YAMLError as exc:  # a tag the safe loader cannot build (!foo, a << merge key)
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"{name}{line}: unsupported YAML: {problem}; write plain keys and values"
+        ) from None
     base = base if base is not None else Path.cwd()
     return dataclasses.replace(
         cfg,
@@ -403,7 +418,7 @@ def _build(root: yaml.Node | None) -> tuple[Config, dict[str, dict[str, yaml.Nod
     sections: dict[str, Any] = {}
     nodes: dict[str, dict[str, yaml.Node]] = {}
     for key_node, value_node in root.value:
-        key = _scalar(key_node)
+        key = _key_name(key_node, None)
         if key not in SECTIONS:
             close = _closest(str(key), list(SECTIONS))
             hint = f" (did you mean {close}?)" if close else ""

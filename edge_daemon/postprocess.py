@@ -37,7 +37,13 @@ def top_k(scores: np.ndarray, k: int, min_score: float = 0.0) -> list[tuple[int,
     k = min(k, flat.size)
     if k <= 0:
         return []
-    # argpartition finds the k largest in O(n); only those k are then sorted.
-    part = np.argpartition(-flat, k - 1)[:k] if k < flat.size else np.arange(flat.size)
-    order = part[np.lexsort((part, -flat[part]))]
+    # argpartition finds the k-th largest score in O(n); every index scoring at
+    # least that much is a candidate (ties at the cut-off included), so the
+    # stable sort below keeps the lower index of a tie whatever k is.
+    if k < flat.size:
+        kth = flat[np.argpartition(-flat, k - 1)[k - 1]]
+        part = np.flatnonzero(flat >= kth)
+    else:
+        part = np.arange(flat.size)
+    order = part[np.lexsort((part, -flat[part]))][:k]
     return [(int(i), float(flat[i])) for i in order if flat[i] >= min_score]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..config import SourceConfig
 from ..errors import SourceError
@@ -71,6 +71,9 @@ def decode_image(data: bytes | str | os.PathLike[str], min_size: tuple[int, int]
         MemoryError,
     ) as exc:
         text = str(exc).strip() or type(exc).__name__
+        if isinstance(exc, UnidentifiedImageError):
+            # PIL's own text names the in-memory buffer ("<_io.BytesIO object at 0x...>").
+            text = "not a known image format"
         raise ValueError(text.splitlines()[0]) from None
 
 
