@@ -35,6 +35,7 @@ class CaptureThread:
         live: bool,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
+        opened: bool = False,
     ) -> None:
         self.source = source
         self.live = live
@@ -48,6 +49,7 @@ class CaptureThread:
         self._fault_since: Optional[float] = None
         self.faults = 0  # how many failures so far (reads or opens)
         self.reopens = 0
+        self._opened = opened  # the caller opened the source already
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
     # -- the daemon's side ---------------------------------------------------
@@ -100,7 +102,7 @@ class CaptureThread:
 
     def _run(self) -> None:
         delay = self.retry_initial
-        opened = False
+        opened = self._opened
         try:
             while not self._stop.is_set():
                 try:

@@ -59,13 +59,24 @@ def source_size(cfg: Config, width: int, height: int) -> tuple[int, int]:
 
 
 def _capture(cfg: Config, model: LoadedModel) -> CaptureThread:
+    """A capture thread (not started) over the source ``cfg`` names.
+
+    A files source is opened here: a folder that does not exist is a mistake
+    in the config, reported at once (and a reload naming it is refused). A
+    camera is opened by the thread, which retries with back-off: at boot it
+    may still be busy or not yet enumerated.
+    """
     size = source_size(cfg, model.input.width, model.input.height)
     source = make_source(cfg.source, size)
+    live = cfg.source.kind != "files"
+    if not live:
+        source.open()
     return CaptureThread(
         source,
-        live=cfg.source.kind != "files",
+        live=live,
         retry_initial=cfg.source.retry_initial,
         retry_max=cfg.source.retry_max,
+        opened=not live,
     )
 
 
@@ -421,11 +432,21 @@ class Daemon:
         log.info("reloading (SIGHUP) from %s", where)
         old_model, old_cfg = self.model, self.cfg
         assert old_model is not None
+        model: Optional[LoadedModel] = None
+        capture: Optional[CaptureThread] = None
         try:
             cfg = load_config(self.config_path) if self.config_path else self.cfg
             runtime = load_runtime(cfg.engine.runtime)
             model = load_model(cfg, runtime)
+            size_changed = (model.input.width, model.input.height) != (
+                old_model.input.width,
+                old_model.input.height,
+            )
+            if size_changed or cfg.source != old_cfg.source:
+                capture = _capture(cfg, model)
         except EdgeDaemonError as exc:
+            if model is not None:
+                model.close()
             message = f"reload failed, still running {old_model.name}: {exc}"
             log.error("%s", message)
             self._error(message)
@@ -434,12 +455,8 @@ class Daemon:
             return
         self.model, self.cfg = model, cfg
         self.classifier = _classifier(model, cfg)
-        size_changed = (model.input.width, model.input.height) != (
-            old_model.input.width,
-            old_model.input.height,
-        )
-        if size_changed or cfg.source != old_cfg.source:
-            self._restart_capture()
+        if capture is not None:
+            self._replace_capture(capture)
         if cfg.outputs != old_cfg.outputs:
             self._open_outputs(cfg)
         if self.gate is not None:
@@ -450,13 +467,12 @@ class Daemon:
         notify.ready(self.notifier, self._status_line())
         self._write_status()
 
-    def _restart_capture(self) -> None:
-        assert self.model is not None
+    def _replace_capture(self, capture: CaptureThread) -> None:
         if self.capture is not None:
             self.capture.stop()
-        self.capture = _capture(self.cfg, self.model)
-        log.info("reading frames from %s", self.capture.source.describe())
-        self.capture.start()
+        self.capture = capture
+        log.info("reading frames from %s", capture.source.describe())
+        capture.start()
 
     def _shutdown(self) -> None:
         notify.stopping(self.notifier)
