@@ -45,6 +45,9 @@ def _write_atomic(dest: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        # mkstemp makes the file 0600; a model fetched as root must stay
+        # readable by the service user.
+        os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except BaseException:
         os.unlink(tmp)
