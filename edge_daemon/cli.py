@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, BinaryIO, Optional, Sequence
 
 from . import __version__
 from .config import Config, load_config
@@ -163,7 +163,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     cfg = _config(args)
     path = cfg.outputs.status_file
     if path is None:
-        raise EdgeDaemonError("outputs.status_file is off in the config; there is no status")
+        # Not EdgeDaemonError's exit 1: to a health check that would read "degraded".
+        print(
+            "edge-daemon: error: outputs.status_file is off in the config; there is no status",
+            file=sys.stderr,
+        )
+        return STATUS_DOWN
     try:
         status = read_status(path)
     except FileNotFoundError:
@@ -245,31 +250,51 @@ def cmd_tail(args: argparse.Namespace) -> int:
             show(line)
     if not args.follow:
         return 0
-    inode = os.stat(path).st_ino if os.path.exists(path) else None
-    pending: bytes = b""
+    # Follow the open file, not the name: after a rotation the rest of the old
+    # file (lines written since the last read) is read before the new one.
+    f: Optional[BinaryIO] = None
+    pending = b""
+
+    def drain() -> None:
+        nonlocal pending
+        assert f is not None
+        while chunk := f.read(65536):
+            pending += chunk
+            *whole, pending = pending.split(b"\n")  # an incomplete last line waits
+            for part in whole:
+                show(part.decode("utf-8", "replace"))
+
     try:
         while True:
+            if f is None:
+                try:
+                    f = open(path, "rb")  # noqa: SIM115 (kept open across iterations)
+                except FileNotFoundError:
+                    time.sleep(0.2)
+                    continue
+                if offset > os.fstat(f.fileno()).st_size:
+                    offset = 0  # not the file the first lines came from
+                f.seek(offset)
+                offset, pending = 0, b""
+            drain()
             try:
                 st = os.stat(path)
             except FileNotFoundError:
-                time.sleep(0.2)
+                st = None
+            if st is None or st.st_ino != os.fstat(f.fileno()).st_ino:  # rotated
+                drain()  # what was written just before the rename
+                f.close()
+                f = None
                 continue
-            if st.st_ino != inode or st.st_size < offset:  # rotated or truncated
-                inode, offset, pending = st.st_ino, 0, b""
-            if st.st_size > offset:
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    chunk = f.read(st.st_size - offset)
-                offset += len(chunk)
-                pending += chunk
-                parts = pending.split(b"\n")
-                pending = parts.pop()  # an incomplete last line waits for its end
-                for part in parts:
-                    show(part.decode("utf-8", "replace"))
-            else:
-                time.sleep(0.2)
+            if st.st_size < f.tell():  # truncated in place (backups: 0)
+                f.seek(0)
+                pending = b""
+            time.sleep(0.2)
     except KeyboardInterrupt:
         return 0
+    finally:
+        if f is not None:
+            f.close()
 
 
 # -- models fetch ------------------------------------------------------------

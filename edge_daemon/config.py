@@ -205,7 +205,7 @@ def _show(value: Any) -> str:
         if isinstance(value, str)
         else yaml.safe_dump(value, default_flow_style=True).strip()
     )
-    text = text.removesuffix("\n...").strip()
+    text = " ".join(text.removesuffix("\n...").split())  # one line: !!binary dumps several
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -386,9 +386,13 @@ def parse_config(text: str, *, name: str = "<config>", base: Path | None = None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{name}{line}: not valid YAML: {problem}; fix the syntax") from None
+    except RecursionError:  # PyYAML recurses per nesting level: "[[[[..." exhausts the stack
+        raise ConfigError(f"{name}: not valid YAML: nested too deeply; fix the syntax") from None
     try:
         cfg, nodes = _build(root)
         _cross_checks(cfg, nodes)
+    except RecursionError:
+        raise ConfigError(f"{name}: a value is nested too deeply; fix the config") from None
     except _Invalid as exc:
         line = f":{exc.node.start_mark.line + 1}" if exc.node is not None else ""
         raise ConfigError(f"{name}{line}: {exc}") from None

@@ -444,11 +444,14 @@ class Daemon:
             )
             if size_changed or cfg.source != old_cfg.source:
                 capture = _capture(cfg, model)
-        except EdgeDaemonError as exc:
+        except Exception as exc:  # noqa: BLE001 - a reload must never take the daemon down
             if model is not None:
                 model.close()
-            message = f"reload failed, still running {old_model.name}: {exc}"
-            log.error("%s", message)
+            reason = (
+                str(exc) if isinstance(exc, EdgeDaemonError) else f"{type(exc).__name__}: {exc}"
+            )
+            message = f"reload failed, still running {old_model.name}: {reason}"
+            log.error("%s", message, exc_info=not isinstance(exc, EdgeDaemonError))
             self._error(message)
             notify.ready(self.notifier, self._status_line())
             self._write_status()

@@ -17,6 +17,7 @@ from typing import Any, Optional, Protocol
 import numpy as np
 
 from .errors import DelegateError, ModelError
+from .metadata import verify_model
 from .runtimes import Runtime
 from .xnnpack import create_quantized_xnnpack
 
@@ -153,7 +154,19 @@ def build_engine(
 ) -> TFLiteEngine:
     """One attempt: load ``delegate``, build, allocate and invoke once. Raises DelegateError."""
     keep: list[Any] = []
-    kwargs: dict[str, Any] = {"model_path": model_path, "num_threads": settings.threads}
+    # The runtime gets the bytes, checked, not the path: given a path it mmaps the
+    # file, and a model replaced in place (cp, a download) under a running
+    # interpreter kills the process with SIGBUS; a damaged file can SIGSEGV it.
+    from .model import read_model_bytes  # model imports this module
+
+    data = read_model_bytes(model_path)
+    try:
+        verify_model(data)
+    except ValueError as exc:
+        raise ModelError(
+            f"{model_path}: {exc}; the file is damaged or not a .tflite model, fetch it again"
+        ) from None
+    kwargs: dict[str, Any] = {"model_content": data, "num_threads": settings.threads}
     try:
         if delegate == "edgetpu":
             keep.append(runtime.load_delegate(settings.edgetpu_library))
@@ -263,6 +276,8 @@ def open_engine(
                         raise
             except DelegateError as exc:
                 failures.append(f"{delegate}: {exc}")
+                if delegate == order[-1]:
+                    break  # nothing left to try: the error below says it all, once
                 log.warning(
                     "delegate %s unavailable for %s: %s; trying the next",
                     delegate,

@@ -85,8 +85,14 @@ def load_labels(path: Optional[str], info: ModelFileInfo, model_path: str) -> tu
     if info.labels_text is not None:
         where = f"{model_path}!{info.label_file}"
         return parse_labels(info.labels_text, where), where
+    if info.label_file is not None:  # named by the metadata, but the archive is cut or damaged
+        raise ModelError(
+            f"{model_path}: the labels packed in the model ({info.label_file}) cannot be read;"
+            " the file is damaged, fetch it again"
+        )
     raise ModelError(
-        f"{model_path}: has no labels packed in its metadata; set model.labels to a labels file"
+        f"{model_path}: has no labels packed in its metadata; set model.labels (classify:"
+        " --labels) to a labels file"
     )
 
 
@@ -97,7 +103,6 @@ def load_model(cfg: Config, runtime: Optional[Runtime] = None) -> LoadedModel:
     data = read_model_bytes(path)
     info = inspect_model(path, data)
     sha = hashlib.sha256(data).hexdigest()
-    labels, labels_source = load_labels(cfg.model.labels, info, path)
     cpu_fallback = cfg.model.cpu_fallback
     if cpu_fallback is not None:
         fallback_info = inspect_model(cpu_fallback, read_model_bytes(cpu_fallback))
@@ -131,6 +136,8 @@ def load_model(cfg: Config, runtime: Optional[Runtime] = None) -> LoadedModel:
             is_edgetpu_model=info.is_edgetpu,
         )
     try:
+        # Labels after the engine: a model that cannot run is the first thing to fix.
+        labels, labels_source = load_labels(cfg.model.labels, info, path)
         spec = _input_spec(engine, path)
         label_map = align_labels(
             labels, int(np.prod(engine.output.shape[1:])), labels_source, os.path.basename(path)

@@ -65,10 +65,29 @@ class PredictionLog:
             folder = os.path.dirname(self.path) or "."
             os.makedirs(folder, exist_ok=True)
             self._fd = os.open(
-                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+                self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
             )
-            self._size = os.fstat(self._fd).st_size
+            self._size = self._drop_torn_tail(self._fd, os.fstat(self._fd).st_size)
         return self._fd
+
+    @staticmethod
+    def _drop_torn_tail(fd: int, size: int) -> int:
+        """Cut off a last line without its newline (a power cut mid-write); the new size.
+
+        Appending after it would glue the next line onto the fragment: one broken line.
+        """
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return size
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            newline = os.pread(fd, end - start, start).rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+        os.ftruncate(fd, end)
+        return end
 
     def _rotate(self) -> None:
         self.close()

@@ -17,6 +17,16 @@ class StatusFile:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._prefix = f".{os.path.basename(path)}."
+        self._swept = False
+
+    def _sweep(self, folder: str) -> None:
+        """Remove temporary files a killed process left behind (once, before the first write)."""
+        self._swept = True
+        for name in os.listdir(folder):
+            if name.startswith(self._prefix) and name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, name))
 
     def write(self, status: dict[str, Any]) -> None:
         """Replace the file with ``status``. Raises OutputError; the old file stays intact."""
@@ -25,7 +35,9 @@ class StatusFile:
         tmp = None
         try:
             os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".status.", suffix=".tmp", dir=folder)
+            if not self._swept:
+                self._sweep(folder)
+            fd, tmp = tempfile.mkstemp(prefix=self._prefix, suffix=".tmp", dir=folder)
             try:
                 view = memoryview(data)
                 while view:

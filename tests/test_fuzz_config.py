@@ -1,0 +1,337 @@
+"""Fuzzing the config: whatever the YAML, one line naming the file and the key, never a crash.
+
+Configs are generated from the schema itself (every section and key, with
+values inside and outside their bounds and of the wrong type), then from
+random YAML documents and random text. The property: ``parse_config``
+either returns a Config or raises ConfigError whose message is one line,
+starts with the file name, and names the key path of a bad key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge_daemon.config import SECTIONS, Config, load_config, parse_config
+from edge_daemon.errors import ConfigError
+from tests.helpers import run_cli
+
+NAME = "config.yaml"
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+MESSAGE = re.compile(r"^config\.yaml(:\d+)?: \S")
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    section: str
+    name: str
+    type: Any
+    lo: Optional[float]
+    hi: Optional[float]
+
+    @property
+    def path(self) -> str:
+        return f"{self.section}.{self.name}"
+
+
+KEYS = [
+    Key(section, f.name, typing.get_type_hints(cls)[f.name], f.metadata["lo"], f.metadata["hi"])
+    for section, cls in SECTIONS.items()
+    for f in dataclasses.fields(cls)
+]
+
+
+def _parts(tp: Any) -> tuple[bool, list[Any]]:
+    """Whether None is allowed, and the other alternatives of a type."""
+    if typing.get_origin(tp) is Union:
+        args = typing.get_args(tp)
+        return type(None) in args, [a for a in args if a is not type(None)]
+    return False, [tp]
+
+
+def valid_values(key: Key) -> st.SearchStrategy[Any]:
+    optional, alternatives = _parts(key.type)
+    options: list[st.SearchStrategy[Any]] = [st.none()] if optional else []
+    for tp in alternatives:
+        origin = typing.get_origin(tp)
+        if origin is Literal:
+            options.append(st.sampled_from(typing.get_args(tp)))
+        elif origin is list:
+            names = typing.get_args(typing.get_args(tp)[0])
+            options.append(st.lists(st.sampled_from(names), min_size=1, unique=True))
+        elif tp is bool:
+            options.append(st.booleans())
+        elif tp is int:
+            lo = int(key.lo) if key.lo is not None else -(2**31)
+            hi = int(key.hi) if key.hi is not None else 2**31
+            options.append(st.integers(lo, hi))
+        elif tp is float:
+            options.append(
+                st.floats(key.lo, key.hi, allow_nan=False, allow_infinity=False)
+                | st.integers(math.ceil(key.lo or 0), math.floor(key.hi or 10))
+            )
+        elif tp is str:
+            options.append(st.text(st.characters(codec="utf-8"), min_size=1).filter(str.strip))
+        else:
+            raise AssertionError(f"no strategy for {key.path}: {tp}")
+    return st.one_of(options)
+
+
+def invalid_values(key: Key) -> st.SearchStrategy[Any]:
+    """Values ``key`` must refuse."""
+    optional, alternatives = _parts(key.type)
+    kinds = {typing.get_origin(tp) or tp for tp in alternatives}
+    options: list[st.SearchStrategy[Any]] = [
+        st.dictionaries(st.text(max_size=5), st.integers(), min_size=1),
+    ]
+    if list not in kinds:
+        options.append(st.lists(st.integers(), min_size=1, max_size=3))
+    if not optional:
+        options.append(st.none())
+    if int in kinds or float in kinds:
+        options.append(st.text(alphabet="abcxyz", min_size=1))
+        options.append(st.booleans())
+        if key.lo is not None:
+            options.append(st.floats(max_value=key.lo, exclude_max=True, allow_nan=False))
+        if key.hi is not None:
+            options.append(st.floats(min_value=key.hi, exclude_min=True, allow_nan=False))
+        options.append(st.just(float("nan")))
+    if int in kinds:
+        options.append(
+            st.floats(allow_nan=False, allow_infinity=False).filter(lambda x: not x.is_integer())
+        )
+    if bool in kinds:
+        options.append(st.integers() | st.sampled_from(["maybe", "yes please", "1"]))
+    if str in kinds:
+        options.append(st.integers() | st.sampled_from(["", "   "]))
+    if Literal in kinds:
+        choices = {
+            c
+            for tp in alternatives
+            if typing.get_origin(tp) is Literal
+            for c in typing.get_args(tp)
+        }
+        options.append(st.text(min_size=1, max_size=12).filter(lambda v: v not in choices))
+        options.append(st.integers())
+    if list in kinds:
+        names = [
+            n
+            for tp in alternatives
+            if typing.get_origin(tp) is list
+            for n in typing.get_args(typing.get_args(tp)[0])
+        ]
+        options.append(st.just([]))
+        options.append(st.sampled_from(names).map(lambda n: [n, n]))
+        options.append(st.lists(st.sampled_from(["tpu", "npu", "CPU", "Gpu"]), min_size=1))
+    return st.one_of(options)
+
+
+@st.composite
+def valid_configs(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
+    chosen = draw(st.lists(st.sampled_from(KEYS), unique=True, max_size=len(KEYS)))
+    data: dict[str, dict[str, Any]] = {}
+    for key in chosen:
+        data.setdefault(key.section, {})[key.name] = draw(valid_values(key))
+    return data
+
+
+def dump(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def cross_check_error(data: dict[str, dict[str, Any]]) -> Optional[str]:
+    """The key a valid-per-key config is still refused for (checks across keys)."""
+    src = data.get("source", {})
+    if src.get("kind") == "picamera2":
+        for side in ("width", "height"):
+            if src.get(side, 640 if side == "width" else 480) % 2:
+                return f"source.{side}"
+    if src.get("retry_max", 30.0) < src.get("retry_initial", 0.5):
+        return "source.retry_max"
+    return None
+
+
+def key_lines(text: str, key: Key) -> tuple[int, int]:
+    """The first and last line (1-based) of ``key`` and its value in ``text``."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    assert root is not None
+    section = next(v for k, v in root.value if k.value == key.section)
+    key_node, value_node = next((k, v) for k, v in section.value if k.value == key.name)
+    return key_node.start_mark.line + 1, value_node.end_mark.line + 1
+
+
+def assert_one_line(exc: ConfigError) -> str:
+    message = str(exc)
+    assert "\n" not in message, message
+    assert MESSAGE.match(message), message
+    return message
+
+
+def parse(text: str) -> Config:
+    return parse_config(text, name=NAME, base=Path("/srv"))
+
+
+@FUZZ
+@given(valid_configs())
+def test_every_valid_value_of_every_key_is_accepted(data: dict[str, dict[str, Any]]) -> None:
+    bad_key = cross_check_error(data)
+    if bad_key is not None:
+        with pytest.raises(ConfigError) as info:
+            parse(dump(data))
+        assert f": {bad_key}: " in assert_one_line(info.value)
+        return
+    cfg = parse(dump(data))
+    for section, values in data.items():
+        for name, value in values.items():
+            got = getattr(getattr(cfg, section), name)
+            field = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
+            if field.metadata.get("path") and isinstance(value, str):
+                assert got == str(Path("/srv") / os.path.expanduser(value))
+            else:
+                assert got == value  # 3 == 3.0 for an integer given to a float key
+
+
+@FUZZ
+@given(valid_configs(), st.sampled_from(KEYS), st.data())
+def test_one_bad_value_is_one_line_naming_the_file_line_and_key(
+    data: dict[str, dict[str, Any]], key: Key, draw: st.DataObject
+) -> None:
+    data.setdefault(key.section, {})[key.name] = draw.draw(invalid_values(key))
+    text = dump(data)
+    with pytest.raises(ConfigError) as info:
+        parse(text)
+    message = assert_one_line(info.value)
+    assert f": {key.path}: " in message
+    # The line number points at the bad key or its value.
+    line = int(message.split(":")[1])
+    first, last = key_lines(text, key)
+    assert first <= line <= last, (message, text)
+
+
+@FUZZ
+@given(
+    valid_configs(),
+    st.sampled_from(list(SECTIONS)),
+    st.text(st.characters(codec="utf-8", exclude_characters="\n\r"), min_size=1, max_size=20),
+)
+def test_an_unknown_key_is_named_with_its_section(
+    data: dict[str, dict[str, Any]], section: str, name: str
+) -> None:
+    known = {f.name for f in dataclasses.fields(SECTIONS[section])}
+    if name in known or yaml.safe_load(dump({name: 1})) != {name: 1}:
+        return  # a known key, or a name YAML reads back as something else
+    data.setdefault(section, {})[name] = 1
+    with pytest.raises(ConfigError) as info:
+        parse(dump(data))
+    message = assert_one_line(info.value)
+    assert f": {section}.{name}: unknown key" in message or "keys must be plain" in message
+
+
+yaml_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=10)
+    | st.sampled_from(list(SECTIONS) + [k.name for k in KEYS]),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(list(SECTIONS) + [k.name for k in KEYS]) | st.text(max_size=6),
+            inner,
+            max_size=5,
+        )
+    ),
+    max_leaves=25,
+)
+
+
+@FUZZ
+@given(yaml_values)
+def test_random_yaml_documents_never_crash(data: Any) -> None:
+    try:
+        parse(dump(data))
+    except ConfigError as exc:
+        assert_one_line(exc)
+
+
+@FUZZ
+@given(st.text(max_size=200))
+def test_random_text_never_crashes(text: str) -> None:
+    try:
+        parse(text)
+    except ConfigError as exc:
+        assert_one_line(exc)
+
+
+@FUZZ
+@given(valid_configs(), st.data())
+def test_a_half_edited_config_never_crashes(
+    data: dict[str, dict[str, Any]], draw: st.DataObject
+) -> None:
+    # Cut short, or with a character typed in the wrong place, as an editor leaves it.
+    text = dump(data)
+    cut = draw.draw(st.integers(0, len(text)))
+    typo = draw.draw(st.sampled_from(["", ":", "[", "{", "'", '"', "\t", "- ", "&a", "*a", "!"]))
+    edited = text[:cut] + typo + text[cut : cut + draw.draw(st.integers(0, 40))]
+    try:
+        parse(edited)
+    except ConfigError as exc:
+        assert_one_line(exc)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 5000,
+        "model: {top_k: " + "[" * 2000 + "]" * 2000 + "}",
+        "model:\n  top_k: !!binary aGVsbG8=\n",
+        "model: !!python/object/apply:os.system [true]\n",
+        "a: &a [*a, *a]\nmodel: {top_k: *a}\n",
+        "\x00",
+    ],
+    ids=["deep-brackets", "deep-value", "binary", "python-tag", "alias-loop", "nul"],
+)
+def test_hostile_yaml_is_one_line(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(text)
+    assert_one_line(info.value)
+
+
+def test_bytes_that_are_not_utf8_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / NAME
+    path.write_bytes(b"model:\n  top_k: \xff\xfe\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: not UTF-8 text (byte 16); save the config as UTF-8"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("[" * 5000, "nested too deeply"),
+        ("model:\n  top_k: !!binary aGVsbG8=\n", "model.top_k: must be an integer"),
+        ("source:\n  retry_initial: 5\n  retry_max: 1\n", "source.retry_max: must be at least"),
+    ],
+    ids=["deep", "binary", "cross-check"],
+)
+def test_cli_check_prints_one_line_and_no_traceback(text: str, says: str, tmp_path: Path) -> None:
+    path = tmp_path / NAME
+    path.write_text(text)
+    result = run_cli("check", "--config", str(path))
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"edge-daemon: error: {path}")
+    assert says in lines[0]
