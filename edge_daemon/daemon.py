@@ -444,7 +444,7 @@ class Daemon:
             )
             if size_changed or cfg.source != old_cfg.source:
                 capture = _capture(cfg, model)
-        except Exception as exc:  # noqa: BLE001 - a reload must never take the daemon down
+        except Exception as exc:  # a reload must never take the daemon down
             if model is not None:
                 model.close()
             reason = (
