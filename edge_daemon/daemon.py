@@ -10,7 +10,6 @@ SIGTERM/SIGINT stop cleanly (exit 0), SIGHUP reloads the config and model.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
@@ -28,7 +27,7 @@ from .model import LoadedModel, load_model
 from .pipeline import Classifier, Result
 from .runtimes import load_runtime
 from .sinks.prediction_log import PredictionLog, iso_utc
-from .sinks.status_file import StatusFile
+from .sinks.status_file import StatusFile, StatusWriter
 from .sources import make_source
 from .sources.base import Frame
 
@@ -131,7 +130,7 @@ class Daemon:
         self.classifier: Optional[Classifier] = None
         self.capture: Optional[CaptureThread] = None
         self.plog: Optional[PredictionLog] = None
-        self.status_file: Optional[StatusFile] = None
+        self.status_writer: Optional[StatusWriter] = None
         self.reloads = 0
         self._stop_requested = False
         self._reload_requested = False
@@ -205,7 +204,9 @@ class Daemon:
             if out.prediction_log
             else None
         )
-        self.status_file = StatusFile(out.status_file) if out.status_file else None
+        if self.status_writer is not None:
+            self.status_writer.close()
+        self.status_writer = StatusWriter(StatusFile(out.status_file)) if out.status_file else None
 
     def run(self) -> int:
         """Run until stopped, the source ends, or max_frames. Returns the exit code (0)."""
@@ -416,13 +417,24 @@ class Daemon:
         }
 
     def _write_status(self, force: bool = False) -> None:
-        if self.status_file is None:
+        """Publish the status: in the background, or with ``force`` before returning."""
+        writer = self.status_writer
+        if writer is None:
             return
-        try:
-            self.status_file.write(self.status())
-            self._output_ok("status file")
-        except OutputError as exc:
-            self._output_failed("status file", exc)
+        if force:
+            try:
+                writer.write_now(self.status())
+                self._output_ok("status file")
+            except OutputError as exc:
+                self._output_failed("status file", exc)
+        else:
+            writer.submit(self.status())
+        # Outcomes of earlier background writes, reported from this thread.
+        for outcome in writer.results():
+            if outcome is None:
+                self._output_ok("status file")
+            else:
+                self._output_failed("status file", outcome)
 
     # -- reload ----------------------------------------------------------------
     def _reload(self) -> None:
@@ -485,13 +497,10 @@ class Daemon:
             self.state = "stopped"
         self.reason = None
         self._write_status(force=True)
+        if self.status_writer is not None:
+            self.status_writer.close()
         if self.plog is not None:
             self.plog.close()
         if self.model is not None:
             self.model.close()
         log.info("stopped after %d frames", self.frames)
-
-
-def replace_config(cfg: Config, **sections: Any) -> Config:
-    """A copy of ``cfg`` with whole sections replaced (used by the CLI's overrides)."""
-    return dataclasses.replace(cfg, **sections)

@@ -7,7 +7,8 @@ import errno
 import json
 import os
 import tempfile
-from typing import Any
+import threading
+from typing import Any, Optional
 
 from ..errors import OutputError
 
@@ -70,3 +71,87 @@ def read_status(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data
+
+
+class StatusWriter:
+    """Writes a StatusFile on a background thread, off the inference loop.
+
+    A write is a temp file, an fsync and a rename: milliseconds on an SD card,
+    more when the card is busy. ``submit`` only hands the newest status over
+    (one slot: a slow card never makes updates pile up); ``write_now`` writes
+    synchronously, for the first and the last status. Outcomes come back
+    through ``results()`` so the daemon reports errors from its own thread.
+    """
+
+    def __init__(self, status_file: StatusFile) -> None:
+        self.file = status_file
+        self._cond = threading.Condition()
+        self._pending: Optional[tuple[int, dict[str, Any]]] = None
+        self._seq = 0  # order of submission
+        self._written = 0  # seq of the newest status on disk: never replace it by an older one
+        self._results: list[Optional[OutputError]] = []
+        self._write_lock = threading.Lock()
+        self._closed = False
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def path(self) -> str:
+        return self.file.path
+
+    def submit(self, status: dict[str, Any]) -> None:
+        """Queue ``status`` to be written (replacing any not yet written)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._seq += 1
+            self._pending = (self._seq, status)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="status-writer", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def write_now(self, status: dict[str, Any]) -> None:
+        """Write ``status`` before returning. Raises OutputError."""
+        with self._cond:
+            self._seq += 1
+            seq = self._seq
+            self._pending = None  # older than this one
+        self._write(seq, status)
+
+    def _write(self, seq: int, status: dict[str, Any]) -> None:
+        with self._write_lock:
+            if seq <= self._written:
+                return  # a newer status is on disk already
+            self.file.write(status)
+            self._written = seq
+
+    def results(self) -> list[Optional[OutputError]]:
+        """Outcomes of background writes since the last call (None = written)."""
+        with self._cond:
+            out, self._results = self._results, []
+        return out
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Finish the pending write and stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                pending, self._pending = self._pending, None
+                if pending is None:
+                    return
+            outcome: Optional[OutputError] = None
+            try:
+                self._write(*pending)
+            except OutputError as exc:
+                outcome = exc
+            with self._cond:
+                self._results.append(outcome)
