@@ -79,22 +79,9 @@ CHANGED=0
 MANIFEST_LINES=()
 TMP_DIR=""
 
-log() { printf '%s\n' "$*"; }
-warn() { printf 'warning: %s\n' "$*" >&2; }
-die() {
-    printf 'error: %s\n' "$*" >&2
-    exit 1
-}
-
-# Print a command, then run it unless this is a dry run.
-run() {
-    printf '+'
-    printf ' %q' "$@"
-    printf '\n'
-    if ((!DRY_RUN)); then
-        "$@"
-    fi
-}
+# log, warn, die, run
+# shellcheck source=deploy/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 cleanup() {
     if [[ -n $TMP_DIR ]]; then

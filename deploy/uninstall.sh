@@ -34,20 +34,9 @@ ROOT=""
 DRY_RUN=0
 PURGE=0
 
-log() { printf '%s\n' "$*"; }
-die() {
-    printf 'error: %s\n' "$*" >&2
-    exit 1
-}
-
-run() {
-    printf '+'
-    printf ' %q' "$@"
-    printf '\n'
-    if ((!DRY_RUN)); then
-        "$@"
-    fi
-}
+# log, warn, die, run
+# shellcheck source=deploy/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 staging() { [[ -n $ROOT ]]; }
 r() { printf '%s%s' "$ROOT" "$1"; }

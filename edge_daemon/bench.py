@@ -232,12 +232,7 @@ def measure_case(
             # open_engine fell back to the CPU: not the case that was asked for.
             case.error = f"{delegate} could not run this model (it fell back to cpu)"
             return case
-        clf = Classifier(
-            model,
-            top_k=cfg.model.top_k,
-            min_score=cfg.model.min_score,
-            resize=cfg.preprocess.resize,
-        )
+        clf = Classifier.from_config(model, cfg)
         size = (model.input.width, model.input.height)
         # Top-1 of each distinct frame (and a warm-up for caches and thread pools).
         for frame in frames:

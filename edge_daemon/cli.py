@@ -60,12 +60,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     model = load_model(cfg)
     failed = 0
     try:
-        clf = Classifier(
-            model,
-            top_k=cfg.model.top_k,
-            min_score=cfg.model.min_score,
-            resize=cfg.preprocess.resize,
-        )
+        clf = Classifier.from_config(model, cfg)
         size = (model.input.width, model.input.height)
         for image in args.images:
             try:

@@ -37,12 +37,6 @@ log = logging.getLogger(__name__)
 _TICK = 0.1
 
 
-def _classifier(model: LoadedModel, cfg: Config) -> Classifier:
-    return Classifier(
-        model, top_k=cfg.model.top_k, min_score=cfg.model.min_score, resize=cfg.preprocess.resize
-    )
-
-
 def source_size(cfg: Config, width: int, height: int) -> tuple[int, int]:
     """The frame size to ask a camera for, given the model's input size.
 
@@ -230,7 +224,7 @@ class Daemon:
     def _start(self) -> None:
         runtime = load_runtime(self.cfg.engine.runtime)
         self.model = load_model(self.cfg, runtime)
-        self.classifier = _classifier(self.model, self.cfg)
+        self.classifier = Classifier.from_config(self.model, self.cfg)
         self._announce_model()
         self.capture = _capture(self.cfg, self.model)
         log.info("reading frames from %s", self.capture.source.describe())
@@ -469,7 +463,7 @@ class Daemon:
             self._write_status()
             return
         self.model, self.cfg = model, cfg
-        self.classifier = _classifier(model, cfg)
+        self.classifier = Classifier.from_config(model, cfg)
         if capture is not None:
             self._replace_capture(capture)
         if cfg.outputs != old_cfg.outputs:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import Config
 from .model import LoadedModel
 from .postprocess import Prediction, dequantize, top_k
 from .preprocess import ResizeMode, apply_lut, fit_frame, is_identity
@@ -41,6 +42,16 @@ class Classifier:
         self._buf = np.empty((spec.height, spec.width, 3), dtype=model.lut.dtype)
         out = model.engine.output
         self._scale, self._zero = out.scale, out.zero_point
+
+    @classmethod
+    def from_config(cls, model: LoadedModel, cfg: Config) -> Classifier:
+        """A classifier with the config's top-k, minimum score and resize mode."""
+        return cls(
+            model,
+            top_k=cfg.model.top_k,
+            min_score=cfg.model.min_score,
+            resize=cfg.preprocess.resize,
+        )
 
     def classify(self, image: np.ndarray) -> Result:
         """Top-k predictions for one (H, W, 3) uint8 RGB image."""

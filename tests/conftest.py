@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
 import yaml
 
+from edge_daemon.config import Config
+from edge_daemon.model import LoadedModel, load_model
 from tests.helpers import IMAGES, MODELS, RUNTIMES, missing, runtime_available, shared_file
 
 
@@ -78,3 +80,18 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+@pytest.fixture
+def loaded() -> Iterator[Callable[[Config], LoadedModel]]:
+    """load_model, closing every model it loaded at the end of the test."""
+    models: list[LoadedModel] = []
+
+    def load(cfg: Config) -> LoadedModel:
+        m = load_model(cfg)
+        models.append(m)
+        return m
+
+    yield load
+    for m in models:
+        m.close()

@@ -17,7 +17,7 @@ from edge_daemon.autoselect import CACHE_FILE, cache_key
 from edge_daemon.config import Config, parse_config
 from edge_daemon.engine import check_against_cpu, check_frame
 from edge_daemon.errors import RuntimeNotFoundError
-from edge_daemon.model import LoadedModel, load_model
+from edge_daemon.model import load_model
 from edge_daemon.runtimes import load_runtime
 from tests.helpers import LABELS, MODELS, RUNTIMES, runtime_available, shared_file
 
@@ -33,20 +33,6 @@ def config(delegates: Any, runtime: str = "auto", state_dir: str = "", **engine:
     if state_dir:
         data["daemon"] = {"state_dir": state_dir}
     return parse_config(yaml.safe_dump(data))
-
-
-@pytest.fixture
-def loaded() -> Any:
-    models: list[LoadedModel] = []
-
-    def load(cfg: Config) -> LoadedModel:
-        m = load_model(cfg)
-        models.append(m)
-        return m
-
-    yield load
-    for m in models:
-        m.close()
 
 
 def delegate_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -62,21 +62,6 @@ def classify(m: LoadedModel, image: str, k: int = 5) -> list[tuple[str, int]]:
     return [(first_name(p.label), p.index) for p in clf.classify(pixels).predictions]
 
 
-@pytest.fixture
-def loaded() -> Any:
-    """load_model, closing every model at the end of the test."""
-    models: list[LoadedModel] = []
-
-    def load(cfg: Config) -> LoadedModel:
-        m = load_model(cfg)
-        models.append(m)
-        return m
-
-    yield load
-    for m in models:
-        m.close()
-
-
 # -- inputs and normalisation --------------------------------------------------------
 
 

@@ -231,7 +231,8 @@ def test_live_dry_run_prints_the_plan() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp)
         (src / "deploy").mkdir()
-        for name in ("pyproject.toml", "deploy/install.sh", "deploy/edge-daemon.service",
+        for name in ("pyproject.toml", "deploy/install.sh", "deploy/common.sh",
+                     "deploy/edge-daemon.service",
                      "deploy/config.yaml"):  # fmt: skip
             shutil.copy(REPO / name, src / name)
         for path in (src, src / "deploy"):
@@ -327,7 +328,9 @@ def test_scripts_pass_shellcheck() -> None:
     if shellcheck is None:
         missing("shellcheck (apt install shellcheck)")
     assert shellcheck is not None
+    # -x follows the sourced deploy/common.sh (paths relative to the repository).
     result = subprocess.run(
-        [shellcheck, str(INSTALL), str(UNINSTALL)], capture_output=True, text=True, timeout=60
+        [shellcheck, "-x", "deploy/install.sh", "deploy/uninstall.sh", "deploy/common.sh"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
     )
     assert result.returncode == 0, result.stdout
