@@ -231,6 +231,7 @@ class Daemon:
         self.capture.start()
         self.state = "running"
         self._last_progress = time.monotonic()
+        self._fps_mark = (self._last_progress, 0)  # frames per second of classifying, not loading
 
     def _announce_model(self) -> None:
         m = self.model
