@@ -17,3 +17,13 @@ run() {
         "$@"
     fi
 }
+
+# The --root argument made absolute, without trailing slashes; "/" is refused
+# (that is the live system, which is what leaving out --root means).
+normalise_root() {
+    local root=$1
+    [[ $root == /* ]] || root=$PWD/$root
+    while [[ $root == */ ]]; do root=${root%/}; done
+    [[ -n $root ]] || die "--root /: that is the live system; leave out --root"
+    printf '%s' "$root"
+}

@@ -110,9 +110,7 @@ parse_args() {
         shift
     done
     if [[ -n $ROOT ]]; then
-        [[ $ROOT == /* ]] || ROOT=$PWD/$ROOT
-        while [[ $ROOT == */ ]]; do ROOT=${ROOT%/}; done
-        [[ -n $ROOT ]] || die "--root /: that is the live system; leave out --root"
+        ROOT=$(normalise_root "$ROOT")
     fi
     if [[ -n $MODEL_SRC ]]; then
         [[ -d $MODEL_SRC ]] || die "--model-dir $MODEL_SRC: not a directory"

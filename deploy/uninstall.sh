@@ -69,9 +69,7 @@ parse_args() {
         shift
     done
     if [[ -n $ROOT ]]; then
-        [[ $ROOT == /* ]] || ROOT=$PWD/$ROOT
-        while [[ $ROOT == */ ]]; do ROOT=${ROOT%/}; done
-        [[ -n $ROOT ]] || die "--root /: that is the live system; leave out --root"
+        ROOT=$(normalise_root "$ROOT")
         [[ -d $ROOT ]] || die "--root $ROOT: not a directory"
     elif ((EUID != 0 && !DRY_RUN)); then
         die "run as root (sudo $0), or use --dry-run or --root DIR"
