@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional, Protocol
 
 import numpy as np
@@ -149,23 +150,50 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def read_model_bytes(path: str) -> bytes:
+    """The model file's bytes, with a one-line error naming the file when unusable."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ModelError(
+            f"{path}: model file not found; run 'edge-daemon models fetch' or fix model.path"
+        ) from None
+    except IsADirectoryError:
+        raise ModelError(f"{path}: is a folder; model.path must name a .tflite file") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the model ({exc.strerror})") from None
+    if not data:
+        raise ModelError(f"{path}: the model file is empty; fetch it again")
+    return data
+
+
+def damaged_model(path: str, exc: Exception) -> ModelError:
+    """The one error for a file that is not a (whole) TFLite model."""
+    return ModelError(f"{path}: {exc}; the file is damaged or not a .tflite model, fetch it again")
+
+
 def build_engine(
-    model_path: str, runtime: Runtime, delegate: str, settings: DelegateSettings
+    model_path: str,
+    runtime: Runtime,
+    delegate: str,
+    settings: DelegateSettings,
+    data: Optional[bytes] = None,
 ) -> TFLiteEngine:
-    """One attempt: load ``delegate``, build, allocate and invoke once. Raises DelegateError."""
+    """One attempt: load ``delegate``, build, allocate and invoke once. Raises DelegateError.
+
+    ``data`` is the model file's bytes, already checked with verify_model; when
+    None, the file is read and checked here.
+    """
     keep: list[Any] = []
     # The runtime gets the bytes, checked, not the path: given a path it mmaps the
     # file, and a model replaced in place (cp, a download) under a running
     # interpreter kills the process with SIGBUS; a damaged file can SIGSEGV it.
-    from .model import read_model_bytes  # model imports this module
-
-    data = read_model_bytes(model_path)
-    try:
-        verify_model(data)
-    except ValueError as exc:
-        raise ModelError(
-            f"{model_path}: {exc}; the file is damaged or not a .tflite model, fetch it again"
-        ) from None
+    if data is None:
+        data = read_model_bytes(model_path)
+        try:
+            verify_model(data)
+        except ValueError as exc:
+            raise damaged_model(model_path, exc) from None
     kwargs: dict[str, Any] = {"model_content": data, "num_threads": settings.threads}
     try:
         if delegate == "edgetpu":
@@ -245,6 +273,7 @@ def open_engine(
     cpu_model_path: Optional[str] = None,
     is_edgetpu_model: bool = False,
     verify: bool = True,
+    data: Optional[bytes] = None,
 ) -> TFLiteEngine:
     """Try ``delegates`` in order (``cpu`` is always last) and return the first that runs.
 
@@ -263,12 +292,13 @@ def open_engine(
                     continue
                 path = cpu_model_path
             try:
-                engine = build_engine(path, runtime, delegate, settings)
+                same = data if path == model_path else None  # bytes of model_path only
+                engine = build_engine(path, runtime, delegate, settings, same)
                 if verify and delegate == "xnnpack" and runtime.name == "tflite_runtime":
                     # Our own XNNPACK setup (quantized flags through the C API):
                     # prove it computes what the plain kernels compute.
                     if reference is None:
-                        reference = build_engine(path, runtime, "cpu", settings)
+                        reference = build_engine(path, runtime, "cpu", settings, same)
                     try:
                         check_against_cpu(engine, reference, check_frame(engine.input))
                     except DelegateError:

@@ -19,9 +19,10 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
+from .engine import read_model_bytes
 from .errors import EdgeDaemonError, ModelError
 from .labels import align_labels, parse_labels
-from .model import inspect_model, read_model_bytes
+from .model import inspect_model
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,14 @@ import numpy as np
 
 from .autoselect import choose_delegates
 from .config import Config
-from .engine import DelegateSettings, TFLiteEngine, cpu_count, open_engine
+from .engine import (
+    DelegateSettings,
+    TFLiteEngine,
+    cpu_count,
+    damaged_model,
+    open_engine,
+    read_model_bytes,
+)
 from .errors import ModelError
 from .labels import LabelMap, align_labels, parse_labels
 from .metadata import ModelFileInfo, read_model_file
@@ -43,31 +50,12 @@ class LoadedModel:
         self.engine.close()
 
 
-def read_model_bytes(path: str) -> bytes:
-    """The model file's bytes, with a one-line error naming the file when unusable."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ModelError(
-            f"{path}: model file not found; run 'edge-daemon models fetch' or fix model.path"
-        ) from None
-    except IsADirectoryError:
-        raise ModelError(f"{path}: is a folder; model.path must name a .tflite file") from None
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read the model ({exc.strerror})") from None
-    if not data:
-        raise ModelError(f"{path}: the model file is empty; fetch it again")
-    return data
-
-
 def inspect_model(path: str, data: bytes) -> ModelFileInfo:
     """Check the bytes are a TFLite model and read its metadata (no runtime needed)."""
     try:
         return read_model_file(data)
     except ValueError as exc:
-        raise ModelError(
-            f"{path}: {exc}; the file is damaged or not a .tflite model, fetch it again"
-        ) from None
+        raise damaged_model(path, exc) from None
 
 
 def load_labels(path: Optional[str], info: ModelFileInfo, model_path: str) -> tuple[list[str], str]:
@@ -125,6 +113,7 @@ def load_model(cfg: Config, runtime: Optional[Runtime] = None) -> LoadedModel:
             cfg,
             cpu_model_path=cpu_fallback,
             is_edgetpu_model=info.is_edgetpu,
+            data=data,
         )
     else:
         engine = open_engine(
@@ -134,6 +123,7 @@ def load_model(cfg: Config, runtime: Optional[Runtime] = None) -> LoadedModel:
             settings,
             cpu_model_path=cpu_fallback,
             is_edgetpu_model=info.is_edgetpu,
+            data=data,
         )
     try:
         # Labels after the engine: a model that cannot run is the first thing to fix.

@@ -1,7 +1,7 @@
 """Fuzzing model files: damaged bytes give one line naming the file, never a crash.
 
 A model downloaded halfway, flipped by a failing SD card, or something else
-renamed ``.tflite``: ``read_model_bytes``/``inspect_model``/``load_model``
+renamed ``.tflite``: ``engine.read_model_bytes``/``inspect_model``/``load_model``
 either load it (a flip in the weights is a valid model) or raise ModelError
 with one line that starts with the path. These run in-process on purpose:
 a runtime crash (SIGSEGV on a damaged FlatBuffer, which tflite-runtime 2.14
@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from edge_daemon.config import Config, parse_config
+from edge_daemon.engine import read_model_bytes
 from edge_daemon.errors import ModelError
 from edge_daemon.metadata import _root, _tables
-from edge_daemon.model import inspect_model, load_model, read_model_bytes
+from edge_daemon.model import inspect_model, load_model
 from edge_daemon.pipeline import Classifier
 from edge_daemon.runtimes import load_runtime
 from tests.fakes import flatbuffer_end, flip_bit, subgraphs_offset_position
