@@ -15,7 +15,6 @@ import os
 import signal
 import threading
 import time
-from types import FrameType
 from typing import Any, Optional
 
 from . import notify
@@ -150,17 +149,11 @@ class Daemon:
         if threading.current_thread() is not threading.main_thread():
             return {}
 
-        def stop(signum: int, _frame: Optional[FrameType]) -> None:
-            self.request_stop()
-
-        def reload(signum: int, _frame: Optional[FrameType]) -> None:
-            self.request_reload()
-
         previous: dict[int, Any] = {}
         for sig, handler in (
-            (signal.SIGTERM, stop),
-            (signal.SIGINT, stop),
-            (signal.SIGHUP, reload),
+            (signal.SIGTERM, self.request_stop),
+            (signal.SIGINT, self.request_stop),
+            (signal.SIGHUP, self.request_reload),
         ):
             previous[sig] = signal.signal(sig, handler)
         return previous
