@@ -32,7 +32,6 @@ so a default run stays around a minute on two cores.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import logging
 import os
@@ -48,7 +47,7 @@ import numpy as np
 
 from .config import Config
 from .engine import cpu_count
-from .errors import EdgeDaemonError, RuntimeNotFoundError
+from .errors import EdgeDaemonError, RuntimeNotFoundError, SourceError
 from .preprocess import ResizeMode
 
 log = logging.getLogger(__name__)
@@ -131,29 +130,19 @@ def _round(value: Optional[float], digits: int = 3) -> Optional[float]:
 
 
 # -- frames --------------------------------------------------------------------
-def _list_files(path: str) -> list[str]:
-    """The files source's listing rules: a folder (no hidden files), a glob, or one file."""
-    p = Path(path)
-    if p.is_dir():
-        names = [str(c) for c in p.iterdir() if c.is_file() and not c.name.startswith(".")]
-    elif glob.has_magic(path):
-        names = [n for n in glob.glob(path) if os.path.isfile(n)]
-    elif p.is_file():
-        names = [path]
-    else:
-        names = []
-    return sorted(names)
-
-
 def load_frames(cfg: Config, model_size: tuple[int, int]) -> tuple[list[BenchFrame], str]:
     """The frames to measure on and a one-line description of where they came from."""
     from PIL import Image
 
-    from .sources.files import decode_image
+    from .sources.files import decode_image, list_files
 
     frames: list[BenchFrame] = []
     if cfg.source.kind == "files":
-        for name in _list_files(cfg.source.path):
+        try:
+            names = list_files(cfg.source.path)
+        except SourceError:
+            names = []
+        for name in names:
             try:
                 data = Path(name).read_bytes()
                 decode_image(data, model_size)  # skip what the files source would skip

@@ -81,6 +81,24 @@ def decode_image(data: bytes | str | os.PathLike[str], min_size: tuple[int, int]
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
+def list_files(path: str) -> list[str]:
+    """The files ``source.path`` names, in name order: a folder (not its hidden
+    files), a glob, or one file. Raises SourceError when nothing is there."""
+    p = Path(path)
+    if p.is_dir():
+        names = [str(c) for c in p.iterdir() if c.is_file() and not c.name.startswith(".")]
+    elif glob.has_magic(path):
+        names = [n for n in glob.glob(path) if os.path.isfile(n)]
+    elif p.is_file():
+        names = [str(p)]
+    else:
+        raise SourceError(
+            f"{path}: no such folder or file; set source.path to a folder or glob of"
+            " images (or run 'edge-daemon models fetch' for the samples)"
+        )
+    return sorted(names)
+
+
 class FileSource:
     """Frames from image files: ``source.path`` is a folder or a glob."""
 
@@ -108,24 +126,9 @@ class FileSource:
         """Build from ``source.*`` keys and the model's (width, height)."""
         return cls(cfg.path, loop=cfg.loop, fps=cfg.fps, min_size=input_size)
 
-    def _list(self) -> list[str]:
-        p = Path(self.path)
-        if p.is_dir():
-            names = [str(c) for c in p.iterdir() if c.is_file() and not c.name.startswith(".")]
-        elif glob.has_magic(self.path):
-            names = [n for n in glob.glob(self.path) if os.path.isfile(n)]
-        elif p.is_file():
-            names = [str(p)]
-        else:
-            raise SourceError(
-                f"{self.path}: no such folder or file; set source.path to a folder or glob of"
-                " images (or run 'edge-daemon models fetch' for the samples)"
-            )
-        return sorted(names)
-
     def open(self) -> None:
         """List the files now; a folder that gains files later is seen on the next open."""
-        self._files = self._list()
+        self._files = list_files(self.path)
         if not self._files:
             raise SourceError(f"{self.path}: no files to read; put images there")
         self._pos = 0
