@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Optional
 
-from .errors import SourceTimeout
+from .errors import first_line
 from .sources.base import Frame, FrameSource
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,7 @@ class CaptureThread:
                         opened = True
                     frame = self.source.read()
                 except Exception as exc:
-                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                    if isinstance(exc, SourceTimeout) or not reason:
-                        reason = reason or type(exc).__name__
+                    reason = first_line(exc)
                     self.faults += 1
                     self._set_fault(reason)
                     log.warning(

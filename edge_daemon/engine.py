@@ -17,7 +17,7 @@ from typing import Any, Optional, Protocol
 
 import numpy as np
 
-from .errors import DelegateError, ModelError
+from .errors import DelegateError, ModelError, first_line
 from .metadata import verify_model
 from .runtimes import Runtime
 from .xnnpack import create_quantized_xnnpack
@@ -142,14 +142,6 @@ def _closed(*_: Any) -> Any:
     raise RuntimeError("engine is closed")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    # TFLite puts the useful part ("Encountered unresolved custom op: ...") on
-    # the first line and a node dump after it.
-    return lines[0] if lines else type(exc).__name__
-
-
 def read_model_bytes(path: str) -> bytes:
     """The model file's bytes, with a one-line error naming the file when unusable."""
     try:
@@ -219,7 +211,7 @@ def build_engine(
         for obj in keep:
             if hasattr(obj, "close"):
                 obj.close()
-        raise DelegateError(_first_line(exc)) from exc
+        raise DelegateError(first_line(exc)) from exc
     if delegate in ("xnnpack", "edgetpu", "gpu") and engine.delegated_nodes() == 0:
         engine.close()
         raise DelegateError(f"the {delegate} delegate loaded but took no part of the graph")

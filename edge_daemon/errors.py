@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's text, else its type name.
+
+    Libraries put the useful part first (TFLite: "Encountered unresolved
+    custom op: ..." followed by a node dump), and an error here is one line.
+    """
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
+
+
 class EdgeDaemonError(Exception):
     """Base of every error edge-daemon reports to a user as one line."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from .errors import DelegateError, RuntimeNotFoundError
+from .errors import DelegateError, RuntimeNotFoundError, first_line
 
 # name used in config/status -> (module to import, distribution for its version)
 RUNTIMES: dict[str, tuple[str, str]] = {
@@ -101,9 +101,7 @@ def load_runtime(choice: str = "auto") -> Runtime:
         try:
             return _import(name)
         except Exception as exc:
-            reasons.append(
-                f"{name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            )
+            reasons.append(f"{name}: {first_line(exc)}")
     if choice == "auto":
         raise RuntimeNotFoundError(f"no TFLite runtime could be imported; {INSTALL_HINT}")
     raise RuntimeNotFoundError(
