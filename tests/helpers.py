@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,15 @@ def shared_file(path: Path) -> Path:
     """``path`` under ../shared, or skip/fail when it is absent."""
     if not path.exists():
         missing(str(path))
+    return path
+
+
+def require_tool(name: str, install_hint: str = "") -> str:
+    """The path of command ``name``; skip locally, fail in CI, when it is absent."""
+    path = shutil.which(name)
+    if path is None:
+        missing(f"{name}{f' ({install_hint})' if install_hint else ''}")
+    assert path is not None
     return path
 
 

@@ -16,11 +16,10 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
-from tests.helpers import REPO, missing
+from tests.helpers import REPO, missing, require_tool
 
 INSTALL = REPO / "deploy" / "install.sh"
 UNINSTALL = REPO / "deploy" / "uninstall.sh"
@@ -52,11 +51,7 @@ PARENTS = {
 
 
 def bash() -> str:
-    path = shutil.which("bash")
-    if path is None:
-        missing("bash")
-    assert path is not None
-    return path
+    return require_tool("bash")
 
 
 def sh(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -324,10 +319,7 @@ def test_uninstall_dry_run_changes_nothing(root: Path, models: Path) -> None:
 
 
 def test_scripts_pass_shellcheck() -> None:
-    shellcheck: Optional[str] = shutil.which("shellcheck")
-    if shellcheck is None:
-        missing("shellcheck (apt install shellcheck)")
-    assert shellcheck is not None
+    shellcheck = require_tool("shellcheck", "apt install shellcheck")
     # -x follows the sourced deploy/common.sh (paths relative to the repository).
     result = subprocess.run(
         [shellcheck, "-x", "deploy/install.sh", "deploy/uninstall.sh", "deploy/common.sh"],

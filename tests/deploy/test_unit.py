@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from edge_daemon.config import load_config
-from tests.helpers import REPO, missing
+from tests.helpers import REPO, require_tool
 
 UNIT = REPO / "deploy" / "edge-daemon.service"
 CONFIG = REPO / "deploy" / "config.yaml"
@@ -25,11 +24,7 @@ EXPOSURE_BUDGET = 1.5
 
 
 def systemd_analyze() -> str:
-    path = shutil.which("systemd-analyze")
-    if path is None:
-        missing("systemd-analyze (apt install systemd)")
-    assert path is not None
-    return path
+    return require_tool("systemd-analyze", "apt install systemd")
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
