@@ -80,20 +80,13 @@ def _time_invokes(engine: TFLiteEngine, frame: Any, deadline: float, runs: int) 
 
 
 def measure_candidates(
-    path: str,
-    runtime: Runtime,
-    settings: DelegateSettings,
-    budget: float,
-    data: Optional[bytes] = None,
+    path: str, runtime: Runtime, settings: DelegateSettings, budget: float
 ) -> tuple[Optional[TFLiteEngine], dict[str, str]]:
-    """Build, check and time every candidate; the fastest correct engine and each verdict.
-
-    ``data``: the model's checked bytes (see build_engine), read once for all candidates.
-    """
+    """Build, check and time every candidate; the fastest correct engine and each verdict."""
     deadline = time.monotonic() + budget
     verdicts: dict[str, str] = {}
     try:
-        reference = build_engine(path, runtime, "cpu", settings, data)
+        reference = build_engine(path, runtime, "cpu", settings)
     except DelegateError as exc:
         return None, {"cpu": f"failed: {exc}"}
     frame = check_frame(reference.input)
@@ -103,7 +96,7 @@ def measure_candidates(
         engine: Optional[TFLiteEngine] = reference if name == "cpu" else None
         try:
             if engine is None:
-                engine = build_engine(path, runtime, name, settings, data)
+                engine = build_engine(path, runtime, name, settings)
                 check_against_cpu(engine, reference, frame)
         except DelegateError as exc:
             verdicts[name] = f"skipped: {exc}"
@@ -134,12 +127,8 @@ def choose_delegates(
     *,
     cpu_model_path: Optional[str] = None,
     is_edgetpu_model: bool = False,
-    data: Optional[bytes] = None,
 ) -> TFLiteEngine:
-    """The engine ``delegates: auto`` picks: from the cache, else measured now.
-
-    ``data``: the model's checked bytes, passed on to every attempt.
-    """
+    """The engine ``delegates: auto`` picks: from the cache, else measured now."""
     if is_edgetpu_model:
         # Nothing to compare: the Edge TPU or the plain fallback model.
         return open_engine(
@@ -149,24 +138,23 @@ def choose_delegates(
             settings,
             cpu_model_path=cpu_model_path,
             is_edgetpu_model=True,
-            data=data,
         )
     key = cache_key(sha256, runtime, settings.threads)
     cache = read_cache(cfg.daemon.state_dir)
     cached = cache.get(key, {}).get("delegate") if isinstance(cache.get(key), dict) else None
     if cached in CANDIDATES:
-        chosen = open_engine(path, runtime, [cached], settings, data=data)
+        chosen = open_engine(path, runtime, [cached], settings)
         if chosen.delegate == cached:
             log.info("delegate %s for %s (cached choice)", cached, os.path.basename(path))
             return chosen
         cache.pop(key, None)  # the cached delegate no longer works here
         write_cache(cfg.daemon.state_dir, cache)
         return chosen
-    engine, verdicts = measure_candidates(path, runtime, settings, cfg.engine.auto_budget, data)
+    engine, verdicts = measure_candidates(path, runtime, settings, cfg.engine.auto_budget)
     summary = ", ".join(f"{k} {v}" for k, v in verdicts.items())
     if engine is None:
         # Let open_engine produce its usual one-line error from the CPU attempt.
-        return open_engine(path, runtime, ["cpu"], settings, data=data)
+        return open_engine(path, runtime, ["cpu"], settings)
     log.info("delegate %s chosen for %s (%s)", engine.delegate, os.path.basename(path), summary)
     cache[key] = {
         "delegate": engine.delegate,

@@ -113,7 +113,6 @@ def load_model(cfg: Config, runtime: Optional[Runtime] = None) -> LoadedModel:
             cfg,
             cpu_model_path=cpu_fallback,
             is_edgetpu_model=info.is_edgetpu,
-            data=data,
         )
     else:
         engine = open_engine(
@@ -123,7 +122,6 @@ def load_model(cfg: Config, runtime: Optional[Runtime] = None) -> LoadedModel:
             settings,
             cpu_model_path=cpu_fallback,
             is_edgetpu_model=info.is_edgetpu,
-            data=data,
         )
     try:
         # Labels after the engine: a model that cannot run is the first thing to fix.

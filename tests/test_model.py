@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 from pathlib import Path
@@ -278,28 +277,3 @@ def test_model_path_that_is_a_folder(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="is a folder"):
         load_model(config(str(tmp_path)))
 
-
-def test_the_model_file_is_read_once_for_every_delegate_attempt(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loaded: Any
-) -> None:
-    """Every candidate runs the bytes whose sha256 the status reports, read once."""
-    from edge_daemon import engine as engine_module
-
-    reads: list[str] = []
-    real = engine_module.read_model_bytes
-
-    def counting(path: str) -> bytes:
-        reads.append(path)
-        return real(path)
-
-    monkeypatch.setattr(engine_module, "read_model_bytes", counting)
-    monkeypatch.setattr(model_module, "read_model_bytes", counting)
-    cfg = config(QUANT)
-    cfg = dataclasses.replace(
-        cfg,
-        engine=dataclasses.replace(cfg.engine, delegates="auto"),
-        daemon=dataclasses.replace(cfg.daemon, state_dir=str(tmp_path / "state")),
-    )
-    m = loaded(cfg)  # no cache yet: edgetpu, gpu, xnnpack and cpu are all tried
-    assert m.engine.delegate in ("xnnpack", "cpu")
-    assert reads == [cfg.model.path]
