@@ -9,7 +9,7 @@ import numpy as np
 
 from .config import Config
 from .model import LoadedModel
-from .postprocess import Prediction, dequantize, top_k
+from .postprocess import Prediction, top_k_quantized
 from .preprocess import ResizeMode, apply_lut, fit_frame, is_identity
 
 
@@ -62,8 +62,8 @@ class Classifier:
         t1 = time.perf_counter()
         raw = self.model.engine.infer(tensor)
         t2 = time.perf_counter()
-        scores = dequantize(raw, self._scale, self._zero)
         label = self.model.labels.label
-        preds = [Prediction(label(i), i, s) for i, s in top_k(scores, self.k, self.min_score)]
+        best = top_k_quantized(raw, self._scale, self._zero, self.k, self.min_score)
+        preds = [Prediction(label(i), i, s) for i, s in best]
         t3 = time.perf_counter()
         return Result(preds, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)

@@ -47,3 +47,29 @@ def top_k(scores: np.ndarray, k: int, min_score: float = 0.0) -> list[tuple[int,
         part = np.arange(flat.size)
     order = part[np.lexsort((part, -flat[part]))][:k]
     return [(int(i), float(flat[i])) for i in order if flat[i] >= min_score]
+
+
+def top_k_quantized(
+    raw: np.ndarray, scale: float, zero_point: int, k: int, min_score: float = 0.0
+) -> list[tuple[int, float]]:
+    """``top_k(dequantize(raw, scale, zero_point), k, min_score)``, ranked on the raw integers.
+
+    Dequantization, scale * (q - zero_point), is strictly increasing in q for
+    any scale > 0 (TFLite's quantization scales always are), so the ranking of
+    the raw integers is the ranking of the scores and only the k winners need
+    dequantizing. ``~q`` reverses the order of any integer dtype without
+    overflow (it is -q - 1 for signed types and max - q for unsigned ones), so
+    one stable ascending sort ranks best first with ties in index order; for
+    8- and 16-bit integers NumPy's stable sort is a radix sort, O(n). Float
+    tensors (scale 0) go through ``top_k``.
+    """
+    flat = raw.reshape(-1)
+    if scale <= 0.0 or flat.dtype.kind not in "iu":
+        return top_k(dequantize(raw, scale, zero_point), k, min_score)
+    if k <= 0:
+        return []
+    order = np.argsort(~flat, kind="stable")[:k]
+    # The same arithmetic as dequantize() (int64, then float32), so the two
+    # paths give identical scores.
+    scores = ((flat[order].astype(np.int64) - np.int64(zero_point)) * scale).astype(np.float32)
+    return [(i, s) for i, s in zip(order.tolist(), scores.tolist()) if s >= min_score]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_daemon.postprocess import Prediction, dequantize, top_k
+from edge_daemon.postprocess import Prediction, dequantize, top_k, top_k_quantized
 
 
 def test_dequantize_uint8_below_the_zero_point_is_negative() -> None:
@@ -100,3 +100,40 @@ def test_top_k_is_the_stable_ranking(levels: list[int], k: int, min_score: float
 def test_prediction_as_dict_has_label_index_score() -> None:
     p = Prediction("macaw", 89, 0.99609375123)
     assert p.as_dict() == {"label": "macaw", "index": 89, "score": 0.996094}
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from([np.uint8, np.int8, np.int16]),
+    st.lists(st.integers(0, 255), min_size=1, max_size=1001),
+    st.integers(-128, 255),
+    st.floats(1e-4, 1.0),
+    st.integers(1, 1100),
+    st.sampled_from([0.0, 0.01, 0.3]),
+)
+def test_top_k_on_quantized_output_equals_dequantize_then_top_k(
+    dtype: type, levels: list[int], zero: int, scale: float, k: int, min_score: float
+) -> None:
+    # The daemon ranks the raw integers and dequantizes only the winners; users
+    # must get exactly what ranking the dequantized scores gives: same classes,
+    # same order (ties by index), same scores, same min_score cut. Levels
+    # 0..255 are spread over each dtype's whole range, ends included.
+    info = np.iinfo(dtype)
+    step = (int(info.max) - int(info.min)) // 255
+    raw = (np.array(levels, dtype=np.int64) * step + int(info.min)).astype(dtype)
+    want = top_k(dequantize(raw, scale, zero), k, min_score)
+    assert top_k_quantized(raw, scale, zero, k, min_score) == want
+
+
+def test_top_k_on_quantized_output_of_a_softmax_full_of_ties() -> None:
+    # uint8 softmax output: almost every class is 0; the cut-off tie keeps the lower indices.
+    raw = np.zeros((1, 1001), dtype=np.uint8)
+    raw[0, 89], raw[0, 500], raw[0, 7] = 250, 3, 3
+    got = top_k_quantized(raw, 1 / 256, 0, 5)
+    assert [i for i, _ in got] == [89, 7, 500, 0, 1]
+    assert got[0][1] == pytest.approx(250 / 256)
+
+
+def test_top_k_on_a_float_output_uses_the_scores_as_they_are() -> None:
+    raw = np.array([[0.1, 0.7, 0.2]], dtype=np.float32)
+    assert [i for i, _ in top_k_quantized(raw, 0.0, 0, 2)] == [1, 2]
