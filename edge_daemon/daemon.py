@@ -25,7 +25,7 @@ from .journal import journal_fields
 from .model import LoadedModel, load_model
 from .pipeline import Classifier, Result
 from .runtimes import load_runtime
-from .sinks.prediction_log import PredictionLog, iso_utc
+from .sinks.prediction_log import PredictionLines, PredictionLog, iso_utc
 from .sinks.status_file import StatusFile, StatusWriter
 from .sources import make_source
 from .sources.base import Frame
@@ -123,6 +123,7 @@ class Daemon:
         self.classifier: Optional[Classifier] = None
         self.capture: Optional[CaptureThread] = None
         self.plog: Optional[PredictionLog] = None
+        self._lines: Optional[PredictionLines] = None
         self.status_writer: Optional[StatusWriter] = None
         self.reloads = 0
         self._stop_requested = False
@@ -216,15 +217,20 @@ class Daemon:
 
     def _start(self) -> None:
         runtime = load_runtime(self.cfg.engine.runtime)
-        self.model = load_model(self.cfg, runtime)
-        self.classifier = Classifier.from_config(self.model, self.cfg)
+        model = load_model(self.cfg, runtime)
+        self._use_model(model, self.cfg)
         self._announce_model()
-        self.capture = _capture(self.cfg, self.model)
+        self.capture = _capture(self.cfg, model)
         log.info("reading frames from %s", self.capture.source.describe())
         self.capture.start()
         self.state = "running"
         self._last_progress = time.monotonic()
         self._fps_mark = (self._last_progress, 0)  # frames per second of classifying, not loading
+
+    def _use_model(self, model: LoadedModel, cfg: Config) -> None:
+        self.model, self.cfg = model, cfg
+        self.classifier = Classifier.from_config(model, cfg)
+        self._lines = PredictionLines(model.name, model.engine.delegate, model.labels.label)
 
     def _announce_model(self) -> None:
         m = self.model
@@ -259,7 +265,7 @@ class Daemon:
             self._housekeeping(time.monotonic())
 
     def _process(self, frame: Frame) -> None:
-        assert self.classifier is not None and self.model is not None
+        assert self.classifier is not None and self._lines is not None
         result = self.classifier.classify(frame.image)
         self.frames += 1
         self.last_result = result
@@ -271,21 +277,24 @@ class Daemon:
             inference=result.inference_ms,
             postprocess=result.postprocess_ms,
         )
-        if self.plog is not None:
-            record = {
-                "ts": iso_utc(frame.captured_at),
-                "frame": self.frames,
-                "image": frame.name,
-                "model": self.model.name,
-                "delegate": self.model.engine.delegate,
-                "predictions": [p.as_dict() for p in result.predictions],
-            }
+        plog = self.plog
+        if plog is not None:
             top1 = result.top1.index if result.top1 else None
-            try:
-                self.plog.write(record, top1, frame.captured_at)
-                self._output_ok("prediction log")
-            except OutputError as exc:
-                self._output_failed("prediction log", exc)
+            reason = plog.wants(top1, frame.captured_at)
+            if reason is not None:
+                line = self._lines.line(
+                    frame.captured_at,
+                    self.frames,
+                    frame.name,
+                    result.predictions,
+                    reason if plog.mode == "change" else None,
+                )
+                try:
+                    plog.append(line, top1, frame.captured_at)
+                    if self._output_errors:
+                        self._output_ok("prediction log")
+                except OutputError as exc:
+                    self._output_failed("prediction log", exc)
         if not self._ready:
             self._ready = True
             notify.ready(self.notifier, self._status_line())
@@ -456,8 +465,7 @@ class Daemon:
             notify.ready(self.notifier, self._status_line())
             self._write_status()
             return
-        self.model, self.cfg = model, cfg
-        self.classifier = Classifier.from_config(model, cfg)
+        self._use_model(model, cfg)
         if capture is not None:
             self._replace_capture(capture)
         if cfg.outputs != old_cfg.outputs:

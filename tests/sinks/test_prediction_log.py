@@ -8,9 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_daemon.errors import OutputError
-from edge_daemon.sinks.prediction_log import PredictionLog, iso_utc
+from edge_daemon.postprocess import Prediction
+from edge_daemon.sinks.prediction_log import (
+    PredictionLines,
+    PredictionLog,
+    TimestampFormatter,
+    iso_utc,
+    json_line,
+)
 
 
 def record(frame: int, label: str = "macaw", index: int = 89) -> dict[str, Any]:
@@ -158,3 +167,63 @@ def test_unwritable_log_raises_output_error_naming_the_file(tmp_path: Path) -> N
         log.write(record(1), 89)
     assert str(info.value).startswith(f"{path}: cannot write the prediction log: ")
     assert "\n" not in str(info.value)
+
+
+# -- the daemon's fast line encoder -----------------------------------------------------------
+_texts = st.text(
+    st.characters(blacklist_categories=("Cs",)), max_size=20
+)  # any text JSON can hold: quotes, backslashes, control characters, non-ASCII
+
+
+@settings(max_examples=300)
+@given(
+    st.floats(0, 4e9),
+    st.integers(0, 10**9),
+    _texts,
+    _texts,
+    _texts,
+    st.dictionaries(st.integers(0, 1000), _texts, min_size=1, max_size=12),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), max_size=12),
+    st.sampled_from([None, "change", "heartbeat"]),
+)
+def test_fast_lines_are_byte_for_byte_the_json_of_the_record(
+    ts: float,
+    frame: int,
+    image: str,
+    model: str,
+    delegate: str,
+    labels: dict[int, str],
+    scores: list[float],
+    reason: str | None,
+) -> None:
+    # What users parse must not change with the encoder: same keys, same
+    # order, same number spelling, same escaping as json.dumps of the record.
+    indices = list(labels)
+    preds = [
+        Prediction(labels[indices[i % len(indices)]], indices[i % len(indices)], s)
+        for i, s in enumerate(scores)
+    ]
+    record: dict[str, Any] = {
+        "ts": iso_utc(ts),
+        "frame": frame,
+        "image": image,
+        "model": model,
+        "delegate": delegate,
+        "predictions": [p.as_dict() for p in preds],
+    }
+    if reason is not None:
+        record["reason"] = reason
+    lines_ = PredictionLines(model, delegate, labels.__getitem__)
+    assert lines_.line(ts, frame, image, preds, reason) == json_line(record)
+    # Encoded again from the caches: still the same.
+    assert lines_.line(ts, frame, image, preds, reason) == json_line(record)
+
+
+@settings(max_examples=500)
+@given(st.lists(st.floats(0, 4e9) | st.integers(0, 4 * 10**9).map(lambda s: s - 5e-7), max_size=8))
+def test_timestamps_from_the_per_second_cache_match_iso_utc(times: list[float]) -> None:
+    # Including the instants half a microsecond before a second, where the
+    # rounding carries into the next second, and clocks that step back.
+    fmt = TimestampFormatter()
+    for t in times:
+        assert fmt(t) == iso_utc(t)
