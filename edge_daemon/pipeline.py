@@ -13,7 +13,7 @@ from .postprocess import Prediction, top_k_quantized
 from .preprocess import ResizeMode, apply_lut, fit_frame, is_identity
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Result:
     """Predictions for one frame and what each stage cost (ms)."""
 
