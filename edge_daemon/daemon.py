@@ -291,8 +291,7 @@ class Daemon:
                 )
                 try:
                     plog.append(line, top1, frame.captured_at)
-                    if self._output_errors:
-                        self._output_ok("prediction log")
+                    self._output_ok("prediction log")
                 except OutputError as exc:
                     self._output_failed("prediction log", exc)
         if not self._ready:
