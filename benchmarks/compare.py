@@ -363,9 +363,10 @@ def alternate(
         # steady load from other processes that is most pairs, at a lower
         # level for both).
         calm = [y / x for x, y in zip(a, b) if x >= 0.9 * max(a) and y >= 0.9 * max(b)]
+        calm_text = f", ratio {median(calm):.3f}x" if calm else ""
         print(
             f"   {'':<4}median ratio {median(ratios):.3f}x; pairs with both sides within 10%"
-            f" of their best window: {len(calm)}, ratio {median(calm):.3f}x"
+            f" of their best window: {len(calm)}{calm_text}"
         )
         results[name] = (a, b, median(ratios))
     return results
@@ -560,8 +561,8 @@ class Report:
 
 def compare_224(
     report: Report, children: list[LoopProcess], config: Path, pairs: int, window: float
-) -> float:
-    """Phase 3: screen every bare loop, then the daemon against the fastest; the ratio."""
+) -> None:
+    """Phase 3: screen every bare loop, then the daemon against the fastest."""
     loops: dict[str, Callable[[float], float]] = {}
     for child in children:
         for label, why in child.unavailable.items():
@@ -630,7 +631,6 @@ def compare_224(
         "edge_daemon_fps": [round(x, 2) for x in ours],
         "ratio": round(ratio_224, 3),
     }
-    return ratio_224
 
 
 def main(argv: Optional[list[str]] = None) -> int:
