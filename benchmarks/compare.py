@@ -605,14 +605,14 @@ def compare_224(
     bare, ours, ratio_224 = versus[fastest]
     verdict = report.target(
         "ratio_224",
-        f"224x224: edge-daemon {ratio_224:.2f}x the fastest bare invoke() loop"
+        f"224x224: edge-daemon {ratio_224:.3f}x the fastest bare invoke() loop"
         f" (>= {TARGET_RATIO_224:.2f}x)",
         ratio_224 >= TARGET_RATIO_224,
     )
     print(
         f"   against {fastest}: bare {median(bare):.1f} fps ({1000 / median(bare):.2f} ms),"
         f" edge-daemon {median(ours):.1f} fps ({1000 / median(ours):.2f} ms);"
-        f" ratio {ratio_224:.2f}x  [target >= {TARGET_RATIO_224:.2f}x: {verdict}]"
+        f" ratio {ratio_224:.3f}x  [target >= {TARGET_RATIO_224:.2f}x: {verdict}]"
     )
     report.figures["frames_224x224_bmp"] = {
         "bare": {k: round(max(v), 2) for k, v in screen.items()},
