@@ -20,6 +20,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from ..config import SourceConfig
 from ..errors import SourceError
 from .base import Frame
+from .uncompressed import check_size, decode_uncompressed
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +33,25 @@ MAX_PIXELS = 50_000_000
 def decode_image(data: bytes | str | os.PathLike[str], min_size: tuple[int, int]) -> np.ndarray:
     """Decode an image file to an (H, W, 3) uint8 RGB array.
 
-    JPEGs are decoded at a reduced scale (libjpeg's DCT scaling, PIL's
-    ``draft``) when the result is still at least ``min_size``: a 640x480
-    frame for a 224x224 model decodes at 320x240, about 3x faster. Any mode
-    (L, LA, RGBA, P, CMYK, I;16 ...) is converted to RGB; alpha is dropped.
-    Raises ValueError with a short reason for anything unreadable.
+    Uncompressed BMP and PPM bytes are decoded with NumPy (see
+    ``uncompressed``). JPEGs are decoded at a reduced scale (libjpeg's DCT
+    scaling, PIL's ``draft``) when the result is still at least ``min_size``:
+    a 640x480 frame for a 224x224 model decodes at 320x240, about 3x faster.
+    Any mode (L, LA, RGBA, P, CMYK, I;16 ...) is converted to RGB; alpha is
+    dropped. Raises ValueError with a short reason for anything unreadable.
     """
     import io
 
+    if isinstance(data, bytes):
+        pixels = decode_uncompressed(data, MAX_PIXELS)
+        if pixels is not None:
+            return pixels
     fp = io.BytesIO(data) if isinstance(data, bytes) else data
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(fp) as img:
-                w, h = img.size
-                if w * h > MAX_PIXELS:
-                    raise ValueError(f"{w}x{h} is too large (over {MAX_PIXELS // 1_000_000} Mpx)")
+                check_size(*img.size, MAX_PIXELS)
                 if img.format == "JPEG" and img.mode in ("RGB", "L", "YCbCr"):
                     img.draft("RGB", min_size)
                 if img.mode == "I;16" or img.mode.startswith("I"):
