@@ -38,9 +38,7 @@ _PNM_WHITESPACE = b" \t\r\n\x0b\x0c"
 def check_size(width: int, height: int, max_pixels: int) -> None:
     """Raise ValueError when a ``width`` x ``height`` image would exceed ``max_pixels``."""
     if width * height > max_pixels:
-        raise ValueError(
-            f"{width}x{height} is too large (over {max_pixels // 1_000_000} Mpx)"
-        )
+        raise ValueError(f"{width}x{height} is too large (over {max_pixels // 1_000_000} Mpx)")
 
 
 def decode_uncompressed(data: bytes, max_pixels: int) -> Optional[Pixels]:
