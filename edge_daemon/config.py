@@ -321,7 +321,7 @@ def _section(cls: type, node: yaml.Node | None, prefix: str) -> tuple[Any, dict[
     nodes: dict[str, yaml.Node] = {}
     for key_node, value_node in node.value:
         key = _key_name(key_node, prefix)
-        path = f"{prefix}.{key}"
+        path = f"{prefix}.{key}" if key in fields else f"{prefix}.{_key_text(key)}"
         if key not in fields:
             close = _closest(str(key), list(fields))
             hint = f" (did you mean {prefix}.{close}?)" if close else ""
@@ -342,6 +342,15 @@ def _key_name(node: yaml.Node, prefix: str | None) -> Any:
         where = f"{prefix}: " if prefix else ""
         raise _Invalid(f"{where}keys must be plain names, not a list or mapping", node)
     return _scalar(node)
+
+
+def _key_text(key: Any) -> str:
+    """An unknown key as an error message shows it: as written when it is a
+    plain name, quoted when it is empty, padded or holds control characters
+    (a bare carriage return would break the one-line message), else as YAML."""
+    if isinstance(key, str):
+        return key if key and key.isprintable() and key.strip() == key else repr(key)
+    return _show(key)
 
 
 def _closest(word: str, choices: list[str]) -> str | None:
@@ -427,7 +436,8 @@ def _build(root: yaml.Node | None) -> tuple[Config, dict[str, dict[str, yaml.Nod
             close = _closest(str(key), list(SECTIONS))
             hint = f" (did you mean {close}?)" if close else ""
             raise _Invalid(
-                f"{key}: unknown section{hint}; known sections: {', '.join(SECTIONS)}", key_node
+                f"{_key_text(key)}: unknown section{hint}; known sections: {', '.join(SECTIONS)}",
+                key_node,
             )
         if key in sections:
             raise _Invalid(f"{key}: given twice", key_node)

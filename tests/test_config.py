@@ -117,6 +117,22 @@ def test_unknown_section() -> None:
     assert message.startswith("config.yaml:2: modle: unknown section (did you mean model?)")
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('"\\r": null\n', "config.yaml:1: '\\r': unknown section;"),
+        ('"\\n": 1\n', "config.yaml:1: '\\n': unknown section;"),
+        ('"": 1\n', "config.yaml:1: '': unknown section;"),
+        ('model:\n  " top_k": 3\n', "config.yaml:2: model.' top_k': unknown key (did you mean"),
+    ],
+)
+def test_an_unknown_key_that_is_not_a_plain_name_is_quoted_on_one_line(
+    text: str, expected: str
+) -> None:
+    message = config_error(text)
+    assert message.startswith(expected) and "\n" not in message and "\r" not in message
+
+
 def test_key_given_twice() -> None:
     message = config_error("model:\n  top_k: 3\n  top_k: 4\n")
     assert message == "config.yaml:3: model.top_k: given twice"

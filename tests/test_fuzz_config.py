@@ -234,7 +234,9 @@ def test_an_unknown_key_is_named_with_its_section(
     with pytest.raises(ConfigError) as info:
         parse(dump(data))
     message = assert_one_line(info.value)
-    assert f": {section}.{name}: unknown key" in message or "keys must be plain" in message
+    # A name with padding or control characters is quoted, so the reader can see them.
+    shown = name if name.isprintable() and name.strip() == name else repr(name)
+    assert f": {section}.{shown}: unknown key" in message or "keys must be plain" in message
 
 
 yaml_values = st.recursive(
