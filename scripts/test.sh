@@ -34,11 +34,16 @@ venv=${VENV:-.venv-test}
 "$venv/bin/mypy"
 "$venv/bin/python" -m pytest -q "$@"
 
-# The side-by-side benchmark, short: proves the script runs and prints the
-# figures. Speed targets are not test assertions (CI machines are shared and
-# noisy): exit 1 (a target missed) is reported, anything else fails the run.
+# The side-by-side benchmark: proves the script runs and prints the figures.
+# Locally the short form (about a minute); in CI (CI=true) the full run the
+# README's figures come from (about four minutes), since six pairs of 0.5 s
+# windows swing by several percent on a shared machine. Speed targets are not
+# test assertions: exit 1 (a target missed) is reported, anything else fails
+# the run.
+bench_args=(--quick)
+[ "${CI:-}" = "true" ] && bench_args=()
 bench_status=0
-"$venv/bin/python" benchmarks/compare.py --quick || bench_status=$?
+"$venv/bin/python" benchmarks/compare.py ${bench_args[@]+"${bench_args[@]}"} || bench_status=$?
 case $bench_status in
   0) ;;
   1) echo "benchmark: a speed target was missed on this machine (figures above); not a failure" ;;
