@@ -321,7 +321,7 @@ def _section(cls: type, node: yaml.Node | None, prefix: str) -> tuple[Any, dict[
     nodes: dict[str, yaml.Node] = {}
     for key_node, value_node in node.value:
         key = _key_name(key_node, prefix)
-        path = f"{prefix}.{key}" if key in fields else f"{prefix}.{_key_text(key)}"
+        path = f"{prefix}.{_key_text(key)}"
         if key not in fields:
             close = _closest(str(key), list(fields))
             hint = f" (did you mean {prefix}.{close}?)" if close else ""
@@ -345,9 +345,9 @@ def _key_name(node: yaml.Node, prefix: str | None) -> Any:
 
 
 def _key_text(key: Any) -> str:
-    """An unknown key as an error message shows it: as written when it is a
-    plain name, quoted when it is empty, padded or holds control characters
-    (a bare carriage return would break the one-line message), else as YAML."""
+    """A key as an error message shows it: as written when it is a plain name,
+    quoted when it is empty, padded or holds control characters (a bare
+    carriage return would break the one-line message), else as YAML."""
     if isinstance(key, str):
         return key if key and key.isprintable() and key.strip() == key else repr(key)
     return _show(key)
