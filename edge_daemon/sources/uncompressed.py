@@ -76,13 +76,7 @@ def _bmp(data: bytes, max_pixels: int) -> Optional[Pixels]:
     depth = bits // 8
     # Every row is padded to a multiple of 4 bytes.
     stride = (width * depth + 3) & ~3
-    needed = stride * rows
-    if len(data) < offset + needed:
-        raise ValueError(
-            f"image file is truncated ({width}x{rows} pixels need {needed} bytes"
-            f" from byte {offset}; the file has {len(data)})"
-        )
-    packed = np.frombuffer(data, np.uint8, needed, offset).reshape(rows, stride)
+    packed = _pixel_bytes(data, offset, stride * rows, width, rows).reshape(rows, stride)
     pixels = packed[:, : width * depth].reshape(rows, width, depth)
     if height > 0:
         pixels = pixels[::-1]  # a positive height means the bottom row comes first
@@ -112,12 +106,16 @@ def _ppm(data: bytes, max_pixels: int) -> Optional[Pixels]:
     if maxval != 255 or width == 0 or height == 0 or not end or end not in _PNM_WHITESPACE:
         return None
     check_size(width, height, max_pixels)
-    offset = pos + 1
-    needed = width * height * 3
+    # Already R, G, B, top row first: a read-only view of the file's bytes.
+    pixels = _pixel_bytes(data, pos + 1, width * height * 3, width, height)
+    return pixels.reshape(height, width, 3)
+
+
+def _pixel_bytes(data: bytes, offset: int, needed: int, width: int, height: int) -> Pixels:
+    """``needed`` bytes of ``data`` from ``offset`` as a flat view; ValueError if cut short."""
     if len(data) < offset + needed:
         raise ValueError(
             f"image file is truncated ({width}x{height} pixels need {needed} bytes"
             f" from byte {offset}; the file has {len(data)})"
         )
-    # Already R, G, B, top row first: a read-only view of the file's bytes.
-    return np.frombuffer(data, np.uint8, needed, offset).reshape(height, width, 3)
+    return np.frombuffer(data, np.uint8, needed, offset)
