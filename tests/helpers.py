@@ -51,8 +51,10 @@ def require_tool(name: str, install_hint: str = "") -> str:
 
 def runtime_available(name: str) -> bool:
     """Whether a runtime imports here."""
-    module = {"ai_edge_litert": "ai_edge_litert.interpreter",
-              "tflite_runtime": "tflite_runtime.interpreter"}[name]
+    module = {
+        "ai_edge_litert": "ai_edge_litert.interpreter",
+        "tflite_runtime": "tflite_runtime.interpreter",
+    }[name]
     try:
         importlib.import_module(module)
     except Exception:

@@ -276,4 +276,3 @@ def test_bad_model_files(tmp_path: Path, content: Optional[bytes], message: str)
 def test_model_path_that_is_a_folder(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="is a folder"):
         load_model(config(str(tmp_path)))
-

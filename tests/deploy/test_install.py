@@ -323,6 +323,9 @@ def test_scripts_pass_shellcheck() -> None:
     # -x follows the sourced deploy/common.sh (paths relative to the repository).
     result = subprocess.run(
         [shellcheck, "-x", "deploy/install.sh", "deploy/uninstall.sh", "deploy/common.sh"],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stdout

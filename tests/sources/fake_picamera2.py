@@ -37,8 +37,15 @@ class Platform(enum.Enum):
 
 
 def _default_cameras() -> list[dict[str, Any]]:
-    return [{"Model": "imx708", "Location": 2, "Rotation": 180,
-             "Id": "/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a", "Num": 0}]
+    return [
+        {
+            "Model": "imx708",
+            "Location": 2,
+            "Rotation": 180,
+            "Id": "/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a",
+            "Num": 0,
+        }
+    ]
 
 
 def _default_controls() -> dict[str, tuple[Any, Any, Any]]:
@@ -147,8 +154,13 @@ class FakePicamera2:
     def global_camera_info(cls) -> list[dict[str, Any]]:
         return [dict(c) for c in cls._rig.cameras]
 
-    def __init__(self, camera_num: int = 0, verbose_console: Any = None, tuning: Any = None,
-                 allocator: Any = None) -> None:
+    def __init__(
+        self,
+        camera_num: int = 0,
+        verbose_console: Any = None,
+        tuning: Any = None,
+        allocator: Any = None,
+    ) -> None:
         rig = self._rig
         self.calls: list[str] = []
         self.camera_num = camera_num
@@ -171,8 +183,11 @@ class FakePicamera2:
             except RuntimeError:
                 raise RuntimeError("Camera __init__ sequence did not complete.")  # noqa: B904
         self.is_open = True
-        self.camera_properties = {"Model": info.get("Model"), "ColorFilterArrangement": 0,
-                                  "PixelArraySize": rig.sensor_resolution}
+        self.camera_properties = {
+            "Model": info.get("Model"),
+            "ColorFilterArrangement": 0,
+            "PixelArraySize": rig.sensor_resolution,
+        }
         self.sensor_resolution = rig.sensor_resolution
 
     # -- configuration --------------------------------------------------------
@@ -194,18 +209,36 @@ class FakePicamera2:
                 raise ValueError(f"Bad key {key!r}")
         return {**defaults, **updates}
 
-    def _create(self, use_case: str, main_default: tuple[int, int],
-                frame_limits: tuple[int, int], main: dict[str, Any],
-                lores: Optional[dict[str, Any]], raw: Optional[dict[str, Any]],
-                buffer_count: int, controls: dict[str, Any], **rest: Any) -> dict[str, Any]:
+    def _create(
+        self,
+        use_case: str,
+        main_default: tuple[int, int],
+        frame_limits: tuple[int, int],
+        main: dict[str, Any],
+        lores: Optional[dict[str, Any]],
+        raw: Optional[dict[str, Any]],
+        buffer_count: int,
+        controls: dict[str, Any],
+        **rest: Any,
+    ) -> dict[str, Any]:
         self._check_open()
-        self.create_calls.append({"use_case": use_case, "main": main, "lores": lores, "raw": raw,
-                                  "buffer_count": buffer_count, "controls": dict(controls),
-                                  **rest})
-        main_cfg = self._stream({"format": "XBGR8888", "size": main_default,
-                                 "preserve_ar": True}, main)
-        lores_cfg = self._stream({"format": "YUV420", "size": main_cfg["size"],
-                                  "preserve_ar": False}, lores)
+        self.create_calls.append(
+            {
+                "use_case": use_case,
+                "main": main,
+                "lores": lores,
+                "raw": raw,
+                "buffer_count": buffer_count,
+                "controls": dict(controls),
+                **rest,
+            }
+        )
+        main_cfg = self._stream(
+            {"format": "XBGR8888", "size": main_default, "preserve_ar": True}, main
+        )
+        lores_cfg = self._stream(
+            {"format": "YUV420", "size": main_cfg["size"], "preserve_ar": False}, lores
+        )
         raw_cfg = self._stream({"format": "SBGGR10_CSI2P", "size": main_cfg["size"]}, raw)
         for stream in (main_cfg, lores_cfg):
             if stream is not None:  # align_stream(optimal=False): even sizes only
@@ -215,37 +248,76 @@ class FakePicamera2:
         # Like picamera2: its default controls only where the camera has both.
         if {"NoiseReductionMode", "FrameDurationLimits"} <= set(self._rig.controls):
             defaults = {"NoiseReductionMode": 1, "FrameDurationLimits": frame_limits}
-        return {"use_case": use_case, "transform": None, "colour_space": None,
-                "buffer_count": buffer_count, "queue": True, "main": main_cfg,
-                "lores": lores_cfg, "raw": raw_cfg, "controls": {**defaults, **controls},
-                "sensor": {}, "display": rest.get("display", "main"),
-                "encode": rest.get("encode", "main")}
+        return {
+            "use_case": use_case,
+            "transform": None,
+            "colour_space": None,
+            "buffer_count": buffer_count,
+            "queue": True,
+            "main": main_cfg,
+            "lores": lores_cfg,
+            "raw": raw_cfg,
+            "controls": {**defaults, **controls},
+            "sensor": {},
+            "display": rest.get("display", "main"),
+            "encode": rest.get("encode", "main"),
+        }
 
-    def create_preview_configuration(self, main: Optional[dict[str, Any]] = None,
-                                     lores: Optional[dict[str, Any]] = None,
-                                     raw: Optional[dict[str, Any]] = None,
-                                     transform: Any = None, colour_space: Any = None,
-                                     buffer_count: int = 4,
-                                     controls: Optional[dict[str, Any]] = None,
-                                     display: Optional[str] = "main",
-                                     encode: Optional[str] = "main", queue: bool = True,
-                                     sensor: Any = None,
-                                     use_case: str = "preview") -> dict[str, Any]:
-        return self._create(use_case, (640, 480), (100, 83333), main or {}, lores, raw,
-                            buffer_count, controls or {}, display=display, encode=encode)
+    def create_preview_configuration(
+        self,
+        main: Optional[dict[str, Any]] = None,
+        lores: Optional[dict[str, Any]] = None,
+        raw: Optional[dict[str, Any]] = None,
+        transform: Any = None,
+        colour_space: Any = None,
+        buffer_count: int = 4,
+        controls: Optional[dict[str, Any]] = None,
+        display: Optional[str] = "main",
+        encode: Optional[str] = "main",
+        queue: bool = True,
+        sensor: Any = None,
+        use_case: str = "preview",
+    ) -> dict[str, Any]:
+        return self._create(
+            use_case,
+            (640, 480),
+            (100, 83333),
+            main or {},
+            lores,
+            raw,
+            buffer_count,
+            controls or {},
+            display=display,
+            encode=encode,
+        )
 
-    def create_video_configuration(self, main: Optional[dict[str, Any]] = None,
-                                   lores: Optional[dict[str, Any]] = None,
-                                   raw: Optional[dict[str, Any]] = None,
-                                   transform: Any = None, colour_space: Any = None,
-                                   buffer_count: int = 6,
-                                   controls: Optional[dict[str, Any]] = None,
-                                   display: Optional[str] = "main",
-                                   encode: Optional[str] = "main", queue: bool = True,
-                                   sensor: Any = None,
-                                   use_case: str = "video") -> dict[str, Any]:
-        return self._create(use_case, (1280, 720), (33333, 33333), main or {}, lores, raw,
-                            buffer_count, controls or {}, display=display, encode=encode)
+    def create_video_configuration(
+        self,
+        main: Optional[dict[str, Any]] = None,
+        lores: Optional[dict[str, Any]] = None,
+        raw: Optional[dict[str, Any]] = None,
+        transform: Any = None,
+        colour_space: Any = None,
+        buffer_count: int = 6,
+        controls: Optional[dict[str, Any]] = None,
+        display: Optional[str] = "main",
+        encode: Optional[str] = "main",
+        queue: bool = True,
+        sensor: Any = None,
+        use_case: str = "video",
+    ) -> dict[str, Any]:
+        return self._create(
+            use_case,
+            (1280, 720),
+            (33333, 33333),
+            main or {},
+            lores,
+            raw,
+            buffer_count,
+            controls or {},
+            display=display,
+            encode=encode,
+        )
 
     def configure(self, camera_config: Optional[dict[str, Any]] = None) -> None:
         """Validate like picamera2's check_camera_config, then 'allocate' the streams."""
@@ -285,7 +357,8 @@ class FakePicamera2:
         for name in ("main", "lores"):
             if final.get(name) is not None:
                 final[name]["stride"] = final[name]["size"][0] * _bytes_per_pixel(
-                    final[name]["format"])
+                    final[name]["format"]
+                )
         self.camera_config = final
 
     def stream_configuration(self, name: str = "main") -> dict[str, Any]:

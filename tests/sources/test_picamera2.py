@@ -36,8 +36,7 @@ def camera_cfg(**changes: Any) -> SourceConfig:
     return dataclasses.replace(SourceConfig(kind="picamera2"), **changes)
 
 
-def make_source(rig: FakeRig, input_size: tuple[int, int] = MODEL,
-                **cfg: Any) -> Picamera2Source:
+def make_source(rig: FakeRig, input_size: tuple[int, int] = MODEL, **cfg: Any) -> Picamera2Source:
     return Picamera2Source(camera_cfg(**cfg), input_size, camera_class=rig.picamera2_class())
 
 
@@ -118,8 +117,9 @@ def test_unknown_platform_falls_back_to_main_when_rgb_lores_is_refused() -> None
 def test_every_rgb_byte_order_libcamera_may_settle_on_becomes_rgb(
     delivered: str, platform: Platform
 ) -> None:
-    rig = FakeRig(image=scene(), platform=platform,
-                  adjust_format={"main": delivered, "lores": delivered})
+    rig = FakeRig(
+        image=scene(), platform=platform, adjust_format={"main": delivered, "lores": delivered}
+    )
     source = make_source(rig)
     source.open()
     try:
@@ -324,8 +324,9 @@ def test_requests_are_released_when_the_array_cannot_be_converted() -> None:
 
 
 def test_a_start_failure_releases_the_camera() -> None:
-    rig = FakeRig(image=scene(), start_error=RuntimeError("Failed to start streaming: "
-                                                          "Connection timed out"))
+    rig = FakeRig(
+        image=scene(), start_error=RuntimeError("Failed to start streaming: Connection timed out")
+    )
     source = make_source(rig)
     with pytest.raises(SourceError, match="Connection timed out"):
         source.open()
@@ -355,8 +356,11 @@ def test_close_stops_then_closes_the_camera_once_and_is_idempotent() -> None:
 
 
 def test_close_never_raises_and_still_closes_when_stop_fails() -> None:
-    rig = FakeRig(image=scene(), stop_error=RuntimeError("stop failed"),
-                  close_error=RuntimeError("Failed to release camera"))
+    rig = FakeRig(
+        image=scene(),
+        stop_error=RuntimeError("stop failed"),
+        close_error=RuntimeError("Failed to release camera"),
+    )
     source = make_source(rig)
     source.open()
     source.close()
