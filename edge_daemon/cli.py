@@ -1,4 +1,5 @@
-"""The ``edge-daemon`` command: run, classify, check, status, tail, models fetch, bench.
+"""The ``edge-daemon`` command: run, classify, check, status, tail, models fetch, config
+schema, bench.
 
 Every failure is one line on stderr and a non-zero exit; ``--debug`` shows
 the traceback as well. Errors are logged once, here at the top.
@@ -308,6 +309,14 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- config schema -----------------------------------------------------------
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    from .config_schema import schema_text
+
+    sys.stdout.write(schema_text())
+    return 0
+
+
 # -- bench -------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
@@ -389,6 +398,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--url", help=argparse.SUPPRESS)
     f.set_defaults(func=cmd_models_fetch)
+
+    g = sub.add_parser("config", parents=[common], help="about the config file")
+    gsub = g.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    gs = gsub.add_parser(
+        "schema",
+        parents=[common],
+        help="print the config's JSON Schema (editor completion and checks as you type)",
+    )
+    gs.set_defaults(func=cmd_config_schema)
 
     b = sub.add_parser(
         "bench",
