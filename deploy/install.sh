@@ -3,6 +3,10 @@
 # (Debian 12): apt packages, the service account, a venv under
 # /opt/edge-daemon, the config, the model, the unit; then enable and start it.
 #
+# Where systemd is not running (a chroot, as pi-gen and rpi-image-gen build SD
+# card images, or SYSTEMD_OFFLINE=1) it installs everything and enables the
+# unit without starting it: image-build mode.
+#
 # Safe to run again: what is already in place is left alone, an edited
 # /etc/edge-daemon/config.yaml is kept (the new default goes beside it as
 # config.yaml.new), and a running service is restarted only if something
@@ -34,6 +38,11 @@ Options:
   --no-apt         do not install apt packages (they are already there)
   --no-start       enable the service but do not start or restart it
   -h, --help       show this help
+
+Image-build mode: where systemd is not running (a chroot such as pi-gen's or
+rpi-image-gen's, or SYSTEMD_OFFLINE=1 in the environment), everything is
+installed and the unit is enabled for the next boot, not started; a delegate
+choice measured here is not kept. SYSTEMD_OFFLINE=0 forces the live behaviour.
 EOF
 }
 
@@ -56,11 +65,22 @@ readonly LOG_DIR=/var/log/edge-daemon
 readonly UNIT=/etc/systemd/system/$NAME.service
 readonly WANTS_LINK=/etc/systemd/system/multi-user.target.wants/$NAME.service
 readonly SYSUSERS=/usr/lib/sysusers.d/$NAME.conf
+# The daemon's delegate choice in CACHE_DIR (edge_daemon/autoselect.py's
+# CACHE_FILE), measured on the machine it runs on.
+readonly DELEGATE_CACHE=delegates.json
 readonly MODEL_FILES=(mobilenet_v1_1.0_224_quant.tflite labels_mobilenet_quant_v1_224.txt)
 # picamera2 and libcamera's Python bindings only come from apt (hence the
 # venv's --system-site-packages); --no-install-recommends keeps the desktop
-# preview dependencies off a headless Pi.
+# preview dependencies off a headless Pi. python3-picamera2 is in Raspberry Pi
+# OS's own archive, not Debian's: elsewhere the install goes on without it.
 readonly APT_PACKAGES=(python3-picamera2 python3-systemd python3-venv)
+readonly APT_CAMERA=python3-picamera2
+# PyPI has no 32-bit ARM wheels of these (piwheels may not be configured, and
+# building them on a Pi Zero takes hours): Debian's builds serve the venv.
+readonly APT_PACKAGES_ARM32=(python3-numpy python3-pil python3-yaml)
+# The outputs (MQTT, the web page and metrics) work after any install; both
+# extras are pure Python.
+readonly OUTPUT_EXTRAS=mqtt,web
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly SRC
@@ -74,6 +94,8 @@ EXTRA=""
 WITH_APT=1
 START=1
 
+# 1 when systemd is not running here (image-build mode), see systemd_offline.
+OFFLINE=0
 # Set when anything on disk changed, to decide whether to restart the service.
 CHANGED=0
 MANIFEST_LINES=()
@@ -222,6 +244,9 @@ preflight() {
     elif ((EUID != 0 && !DRY_RUN)); then
         die "run as root (sudo $0), or use --dry-run or --root DIR"
     fi
+    if ((OFFLINE)); then
+        log "systemd is not running here: image-build mode (install and enable, do not start)"
+    fi
     if ((DRY_RUN)); then
         log "Dry run: printing what would be done; nothing is changed."
     fi
@@ -230,9 +255,31 @@ preflight() {
     fi
 }
 
+# The target's userspace architecture, not uname -m: 32-bit Raspberry Pi OS
+# often runs a 64-bit kernel.
+target_arch() { dpkg --print-architecture 2>/dev/null || uname -m; }
+
+arm32() {
+    case $(target_arch) in
+    armhf | armel | armv6l | armv7l) return 0 ;;
+    *) return 1 ;;
+    esac
+}
+
+# Whether apt knows a package (has an installable version of it).
+apt_has() {
+    local candidate
+    candidate=$(apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" { print $2 }')
+    [[ -n $candidate && $candidate != "(none)" ]]
+}
+
 install_packages() {
+    local wanted=("${APT_PACKAGES[@]}")
+    if arm32; then
+        wanted+=("${APT_PACKAGES_ARM32[@]}")
+    fi
     if staging; then
-        log "apt: skipped in a staging root (needs: ${APT_PACKAGES[*]})"
+        log "apt: skipped in a staging root (needs: ${wanted[*]})"
         return
     fi
     if ((!WITH_APT)); then
@@ -240,18 +287,31 @@ install_packages() {
         return
     fi
     local missing=() pkg
-    for pkg in "${APT_PACKAGES[@]}"; do
+    for pkg in "${wanted[@]}"; do
         if [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) != installed ]]; then
             missing+=("$pkg")
         fi
     done
     if ((${#missing[@]} == 0)); then
-        log "apt: ${APT_PACKAGES[*]} already installed"
+        log "apt: ${wanted[*]} already installed"
         return
     fi
     run apt-get update
-    run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
-    CHANGED=1
+    local install=()
+    for pkg in "${missing[@]}"; do
+        if [[ $pkg == "$APT_CAMERA" ]] && ! apt_has "$pkg"; then
+            # Debian has no picamera2; Raspberry Pi OS adds it from
+            # archive.raspberrypi.com. Everything else works without it.
+            warn "$pkg is not in this system's apt sources (it comes with Raspberry Pi OS):" \
+                "installing without it; the picamera2 source will not work here, the files source does"
+            continue
+        fi
+        install+=("$pkg")
+    done
+    if ((${#install[@]})); then
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${install[@]}"
+        CHANGED=1
+    fi
 }
 
 in_group() { id -nG "$NAME" 2>/dev/null | tr ' ' '\n' | grep -qx "$1"; }
@@ -272,7 +332,16 @@ m $NAME plugdev
         return
     fi
     if ! getent passwd "$NAME" >/dev/null || ! in_group video || ! in_group plugdev; then
-        run systemd-sysusers "$SYSUSERS"
+        if command -v systemd-sysusers >/dev/null; then
+            run systemd-sysusers "$SYSUSERS"
+        else
+            # A root without systemd yet (a bare image being built): the same
+            # account with shadow's tools.
+            getent passwd "$NAME" >/dev/null ||
+                run useradd --system --user-group --home-dir "$STATE_DIR" --no-create-home \
+                    --shell /usr/sbin/nologin --comment "edge-daemon image classifier" "$NAME"
+            run usermod -a -G video,plugdev "$NAME"
+        fi
         CHANGED=1
     fi
     # /dev/apex_0 (Coral PCIe/M.2) belongs to group apex once the Coral driver
@@ -299,22 +368,18 @@ create_dirs() {
 pick_extra() {
     if [[ -n $EXTRA ]]; then
         printf '%s' "$EXTRA"
-        return
+    elif arm32; then
+        # LiteRT has no 32-bit ARM wheels; tflite-runtime has (armv7l).
+        printf tflite
+    else
+        printf litert
     fi
-    # The userspace architecture, not uname -m: 32-bit Raspberry Pi OS often
-    # runs a 64-bit kernel.
-    local arch
-    arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
-    case $arch in
-    armhf | armel | armv6l | armv7l) printf tflite ;;
-    *) printf litert ;;
-    esac
 }
 
 venv_stamp() {
     local extra=$1
     {
-        printf 'extra=%s\n' "$extra"
+        printf 'extra=%s,%s\n' "$extra" "$OUTPUT_EXTRAS"
         "$(r "$VENV")/bin/python" -c 'import sys; print(sys.version)'
         (cd "$SRC" && find edge_daemon pyproject.toml -type f ! -name '*.pyc' -print0 |
             sort -z | xargs -0 sha256sum)
@@ -354,7 +419,7 @@ install_venv() {
             --exclude=./models --exclude='./.venv*' --exclude=./edge-daemon-data \
             --exclude=__pycache__ -cf - . | tar -C "$build" -xf -
     fi
-    reqs=("${build}[${extra}]")
+    reqs=("${build}[${extra},${OUTPUT_EXTRAS}]")
     local pip_args=(--disable-pip-version-check --no-input install --upgrade --upgrade-strategy only-if-needed)
     # apt's picamera2 stack (simplejpeg, ...) is built against Bookworm's
     # NumPy 1.x; a NumPy 2 in the venv would shadow it and break the camera.
@@ -446,16 +511,65 @@ $(printf '%s\n' "${MANIFEST_LINES[@]}" | sort -k5 -u)
     CHANGED=$changed
 }
 
+# Whether systemd is not running here: a chroot (pi-gen, rpi-image-gen), a
+# container, or SYSTEMD_OFFLINE=1. SYSTEMD_OFFLINE=0 says it is (as systemctl
+# reads that variable too).
+systemd_offline() {
+    case ${SYSTEMD_OFFLINE:-} in
+    1 | yes | true) return 0 ;;
+    0 | no | false) return 1 ;;
+    esac
+    # What sd_booted() checks.
+    [[ ! -d /run/systemd/system ]]
+}
+
+# The same check the service would fail at, as the service's user.
+check_as_service() {
+    run runuser -u "$NAME" -- "$VENV/bin/$NAME" check --config "$CONF"
+}
+
+# Image-build mode: install and enable, do not start; keep nothing measured.
+enable_offline() {
+    if ((WITH_VENV)); then
+        local status=0
+        check_as_service || status=$?
+        # The check may have measured the delegates (engine.delegates: auto)
+        # on the build machine, often under emulation: the Pi measures its own.
+        if [[ -e $CACHE_DIR/$DELEGATE_CACHE ]]; then
+            run rm -f -- "$CACHE_DIR/$DELEGATE_CACHE"
+        fi
+        if ((status == 139)); then
+            warn "the check crashed (SIGSEGV): under qemu-user, LiteRT needs an ARM /proc/cpuinfo" \
+                "(see docs/pi-image.md); the service checks again when it starts on the Pi"
+        elif ((status != 0)); then
+            warn "the check failed (exit $status): fix $CONF or the model before the image" \
+                "boots; the service would stop at the same error"
+        fi
+    fi
+    if command -v systemctl >/dev/null; then
+        run env SYSTEMD_OFFLINE=1 systemctl enable "$NAME.service"
+    elif [[ $(readlink "$WANTS_LINK" 2>/dev/null) != "$UNIT" ]]; then
+        # What `systemctl enable` does.
+        run install -d -m 0755 "$(dirname "$WANTS_LINK")"
+        run ln -sfn "$UNIT" "$WANTS_LINK"
+    fi
+    log "Done: installed and enabled, not started: systemd is not running here (an image" \
+        "build or a chroot). $NAME starts at the next boot on the Pi, and measures its delegates there."
+}
+
 enable_service() {
     if staging; then
         log "Done: $ROOT holds the installation (file list in $ROOT$MANIFEST)."
         return
     fi
+    if ((OFFLINE)); then
+        enable_offline
+        return
+    fi
     run systemctl daemon-reload
     if ((WITH_VENV)); then
-        # The same check the service would fail at, as the service's user,
-        # before systemd starts it (and restarts it in a loop).
-        if ! run runuser -u "$NAME" -- "$VENV/bin/$NAME" check --config "$CONF"; then
+        # Before systemd starts it (and restarts it in a loop).
+        if ! check_as_service; then
             die "the check failed: fix $CONF or the model, then: sudo systemctl enable --now $NAME"
         fi
     fi
@@ -520,6 +634,9 @@ wait_for_start() {
 
 main() {
     parse_args "$@"
+    if ! staging && systemd_offline; then
+        OFFLINE=1
+    fi
     preflight
     TMP_DIR=$(mktemp -d)
     trap cleanup EXIT

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -240,7 +241,15 @@ def test_live_dry_run_prints_the_plan() -> None:
             assert setpriv is not None
             command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *command]
 
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd="/")
+        # The plan for a running systemd, also on a build machine without one.
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd="/",
+            env={**os.environ, "SYSTEMD_OFFLINE": "0"},
+        )
 
     assert result.returncode == 0, result.stderr
     planned = actions(result.stdout)
@@ -329,3 +338,122 @@ def test_scripts_pass_shellcheck() -> None:
         cwd=REPO,
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_dry_run_without_systemd_plans_an_image_build(root: Path, models: Path) -> None:
+    """SYSTEMD_OFFLINE=1 (or no systemd running): enable for the next boot, start nothing."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp)
+        (src / "deploy").mkdir()
+        for name in (
+            "pyproject.toml",
+            "deploy/install.sh",
+            "deploy/common.sh",
+            "deploy/edge-daemon.service",
+            "deploy/config.yaml",
+        ):
+            shutil.copy(REPO / name, src / name)
+        for path in (src, src / "deploy"):
+            path.chmod(0o755)
+        command = [bash(), str(src / "deploy/install.sh"), "--dry-run", "--no-apt", "--no-venv"]
+        if os.geteuid() == 0:
+            setpriv = require_tool("setpriv", "util-linux")
+            command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd="/",
+            env={**os.environ, "SYSTEMD_OFFLINE": "1"},
+        )
+
+    assert result.returncode == 0, result.stderr
+    assert "image-build mode" in result.stdout
+    planned = actions(result.stdout)
+    assert "+ env SYSTEMD_OFFLINE=1 systemctl enable edge-daemon.service" in planned
+    for line in planned:
+        for verb in ("daemon-reload", "start", "restart", "reset-failed"):
+            assert f"systemctl {verb}" not in line, line
+    assert "not started" in result.stdout
+
+
+# Run inside the chroot by test_image_build_in_a_chroot_without_systemd.
+CHROOT_SCRIPT = r"""
+set -eu
+t=$1 repo=$2 models=$3
+mount -t tmpfs tmpfs "$t"
+mkdir "$t/upper" "$t/work" "$t/root"
+# The build machine's own system, copy-on-write: nothing reaches the real one.
+mount -t overlay overlay -o "lowerdir=/,upperdir=$t/upper,workdir=$t/work" "$t/root"
+mount -t proc proc "$t/root/proc"
+mount --bind /dev "$t/root/dev"
+mount -t tmpfs tmpfs "$t/root/run"  # no /run/systemd/system: systemd is not running
+mount -t tmpfs tmpfs "$t/root/tmp"
+mkdir -p "$t/root/tmp/src" "$t/root/tmp/models"
+mount --bind "$repo" "$t/root/tmp/src"
+mount --bind "$models" "$t/root/tmp/models"
+status=0
+env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 chroot "$t/root" \
+    bash /tmp/src/deploy/install.sh --no-apt --no-venv --model-dir /tmp/models || status=$?
+echo "install-exit=$status"
+chroot "$t/root" getent passwd edge-daemon || true
+chroot "$t/root" id -nG edge-daemon || true
+chroot "$t/root" stat -c 'owner %n %U:%G' /var/lib/edge-daemon /var/log/edge-daemon \
+    /var/lib/edge-daemon/models || true
+chroot "$t/root" readlink /etc/systemd/system/multi-user.target.wants/edge-daemon.service || true
+"""
+
+
+def test_image_build_in_a_chroot_without_systemd(tmp_path: Path, models: Path) -> None:
+    """As pi-gen and rpi-image-gen run it: a chroot, as root, systemd not running."""
+    if os.geteuid() != 0:
+        missing("root (the image-build test installs into a chroot)")
+    unshare = require_tool("unshare", "util-linux")
+    require_tool("systemctl", "apt install systemd")
+    require_tool("systemd-sysusers", "apt install systemd")
+    (tmp_path / "t").mkdir()
+    before = Path("/etc/passwd").read_text()
+
+    # A private mount namespace: every mount disappears with it.
+    result = subprocess.run(
+        [
+            unshare,
+            "--mount",
+            "--propagation",
+            "private",
+            bash(),
+            "-c",
+            CHROOT_SCRIPT,
+            "chroot",
+            str(tmp_path / "t"),
+            str(REPO),
+            str(models),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = result.stdout
+    if "mount: " in result.stderr and "install-exit=" not in out:
+        missing(f"overlay and bind mounts ({result.stderr.strip()})")
+    assert "install-exit=0" in out, out + result.stderr
+
+    assert "image-build mode" in out
+    assert "not started" in out
+    planned = actions(out)
+    assert not [line for line in planned if "daemon-reload" in line or " start" in line]
+    # The account exists in the image, with the camera's and the Coral's groups ...
+    assert re.search(r"^edge-daemon:x:\d+:\d+:", out, re.M), out
+    assert re.search(
+        r"^edge-daemon .*\bvideo\b.*\bplugdev\b|^edge-daemon .*\bplugdev\b.*\bvideo\b", out, re.M
+    ), out
+    # ... owning its state and logs, while the models stay root's ...
+    assert "owner /var/lib/edge-daemon edge-daemon:edge-daemon" in out
+    assert "owner /var/log/edge-daemon edge-daemon:edge-daemon" in out
+    assert "owner /var/lib/edge-daemon/models root:root" in out
+    # ... and the unit is enabled for the first boot.
+    assert "/etc/systemd/system/edge-daemon.service" in out.splitlines()[-1]
+    # The build machine itself is untouched.
+    assert Path("/etc/passwd").read_text() == before
+    assert not Path("/etc/systemd/system/edge-daemon.service").exists()
