@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The test suite, as CI runs it: lint, type check, then pytest with both TFLite
-# runtimes installed side by side (NumPy 1), then the golden tests again with
-# ai-edge-litert alone on NumPy 2. Extra arguments go to the first pytest run.
+# The test suite, as CI runs it: lint, format and type checks, then pytest with
+# both TFLite runtimes installed side by side (NumPy 1), then the golden tests
+# again with ai-edge-litert alone on NumPy 2, then (CI=true, or PI_CHECK=1) the
+# emulated Raspberry Pi OS check for arm64 and armhf. Extra arguments go to the
+# first pytest run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,16 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -f /usr/include/systemd/sd-daemon.h ] || need+=(libsystemd-dev)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+# The emulated Pi OS check (scripts/pi-os-check.sh): Debian roots for arm64 and
+# armhf built with debootstrap, run under qemu-user through binfmt.
+pi_check=0
+[ "${CI:-}" = "true" ] && pi_check=1
+[ -n "${PI_CHECK:-}" ] && pi_check=$PI_CHECK
+if [ "$pi_check" = 1 ]; then
+  command -v debootstrap >/dev/null || need+=(debootstrap)
+  command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+  command -v update-binfmts >/dev/null || need+=(binfmt-support)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing system packages: ${need[*]}"
@@ -31,6 +43,7 @@ venv=${VENV:-.venv-test}
 "$venv/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,tflite,systemd,dev]"
 
 "$venv/bin/ruff" check .
+"$venv/bin/ruff" format --check .
 "$venv/bin/mypy"
 "$venv/bin/python" -m pytest -q "$@"
 
@@ -56,3 +69,15 @@ venv2=${VENV2:-.venv-test-np2}
 "$venv2/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,dev]" "numpy>=2"
 "$venv2/bin/python" -c "import numpy; assert int(numpy.__version__.split('.')[0]) >= 2, numpy.__version__"
 "$venv2/bin/python" -m pytest -q tests/test_golden.py -k "ai_edge_litert"
+
+# The Pi's own CPUs, emulated: install with deploy/install.sh, check, classify
+# the fixture photos with each runtime that has a wheel there, run the daemon.
+# A few minutes per architecture (both run side by side); the debootstrap
+# roots are kept in /var/cache/edge-daemon-pi-check for the next run.
+if [ "$pi_check" = 1 ]; then
+  start=$SECONDS
+  bash scripts/pi-os-check.sh
+  echo "pi-os-check: $((SECONDS - start)) s"
+else
+  echo "pi-os-check: skipped (runs with CI=true or PI_CHECK=1, as root)"
+fi
