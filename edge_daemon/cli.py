@@ -328,7 +328,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (also used for the README's usage section)."""
+    """The argument parser (docs/usage.md lists its commands)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     cfg = argparse.ArgumentParser(add_help=False)

@@ -49,7 +49,7 @@ venv=${VENV:-.venv-test}
 
 # The side-by-side benchmark: proves the script runs and prints the figures.
 # Locally the short form (about a minute); in CI (CI=true) the full run the
-# README's figures come from (about four minutes), since six pairs of 0.5 s
+# figures in docs/performance.md come from (about four minutes), since six pairs of 0.5 s
 # windows swing by several percent on a shared machine. Speed targets are not
 # test assertions: exit 1 (a target missed) is reported, anything else fails
 # the run.

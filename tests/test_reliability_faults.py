@@ -990,7 +990,7 @@ def test_sigterm_during_a_reload_exits_cleanly(
         assert "reload failed" in final["last_error"]
 
 
-# -- the soak, short (the README reports a 10-minute run of the same script) -------------
+# -- the soak, short (docs/reliability.md reports a 10-minute run) -------------
 
 
 @pytest.mark.slow
