@@ -37,12 +37,22 @@ def _default(f: dataclasses.Field[Any]) -> Any:
     return dataclasses.MISSING
 
 
+def _plain(value: Any) -> Any:
+    """A default as plain data: nested dataclasses as mappings, tuples as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
 def _json_default(value: Any) -> Any:
     """A default as JSON, or MISSING when it has no JSON form (then it is left out)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.MISSING  # a nested section: its keys carry their own defaults
+    value = _plain(value)
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
         return dataclasses.MISSING
     return value

@@ -313,6 +313,7 @@ table() {
     done
 }
 
+WORK=""
 host_main() {
     local quick=$1 mirror work arch q pids=() failed=0 i
     mkdir -p "$CACHE"
@@ -335,7 +336,8 @@ host_main() {
     # Leftovers of a run that was killed (its mounts died with its namespace).
     rm -rf --one-file-system -- "$CACHE"/run.*
     work=$(mktemp -d "$CACHE/run.XXXXXX")
-    trap 'cleanup "$work"' EXIT
+    WORK=$work
+    trap 'cleanup "$WORK"' EXIT
     trap 'exit 130' INT TERM
     log "mirror $mirror; architectures ${ARCHES[*]}; logs in $work while running"
     for arch in "${ARCHES[@]}"; do

@@ -129,13 +129,21 @@ def test_every_key_of_the_reference_config_validates() -> None:
             assert prop.get("default") == value, f"{section}.{key}"
 
 
-def _good_and_bad(tp: Any, meta: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+def _sample(cls: type) -> Any:
+    """A nested dataclass at its defaults, as YAML data (None: it has required keys)."""
+    try:
+        return json.loads(json.dumps(dataclasses.asdict(cls())))
+    except TypeError:
+        return None
+
+
+def _good_and_bad(tp: Any, meta: dict[str, Any], default: Any) -> tuple[list[Any], list[Any]]:
     """Values of one key that the validator must accept, and ones it must refuse."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Union:
         good: list[Any] = [None] if type(None) in args else []
         bad: list[Any] = [] if type(None) in args else [None]
-        parts = [_good_and_bad(a, meta) for a in args if a is not type(None)]
+        parts = [_good_and_bad(a, meta, default) for a in args if a is not type(None)]
         for g, _ in parts:
             good += g
         # A value one alternative refuses may be another's: keep the common refusals.
@@ -144,8 +152,20 @@ def _good_and_bad(tp: Any, meta: dict[str, Any]) -> tuple[list[Any], list[Any]]:
     if origin is Literal:
         return list(args), ["no-such-choice", 3, ["x"]]
     if origin is list:
-        g, b = _good_and_bad(args[0], meta)
-        return [g[:1], g], [[], g[:1] * 2, [b[0]], "not-a-list"]
+        g, b = _good_and_bad(args[0], meta, None)
+        good = [g[:1], g] if g else []
+        bad = [[b[0]], "not-a-list"]
+        if not dataclasses.is_dataclass(args[0]):
+            bad.append(g[:1] * 2)  # a repeated entry
+        if default != []:
+            bad.append([])
+        return good, bad
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        sample = _sample(tp)
+        return ([sample] if sample is not None else []), [{"no_such_key": 1}, "text", [1]]
+    if origin is dict:
+        g, b = _good_and_bad(args[1], meta, None)
+        return [{"a": g[0]}] if g else [], [{"a": b[0]}, "text"]
     if tp is bool:
         return [True, False], ["yes please", 1, [True]]
     if tp in (int, float):
@@ -177,7 +197,8 @@ def test_schema_and_validator_agree_on_each_key(
     section: str, f: dataclasses.Field[Any], tp: Any
 ) -> None:
     schema = config_schema()
-    good, bad = _good_and_bad(tp, dict(f.metadata))
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    good, bad = _good_and_bad(tp, dict(f.metadata), default)
     for value in good:
         data = {section: {f.name: value}}
         if not accepted_by_validator(data):
@@ -236,6 +257,7 @@ def test_nested_mappings_and_lists_of_mappings_are_closed() -> None:
     tls = schema["properties"]["tls"]
     assert tls["additionalProperties"] is False and tls["type"] == "object"
     assert tls["description"] == "TLS settings"
+    assert tls["default"] == {"ca_file": None, "insecure": False}
     rule = schema["properties"]["rules"]["items"]
     assert rule["additionalProperties"] is False
     assert schema["properties"]["rules"]["default"] == []
