@@ -163,9 +163,15 @@ readonly HOST_FILES=/run/pi-os-check-host
 PIP_ENV=()
 PIP_PATHS=()
 host_pip_settings() {
-    local py line key value token scheme words
-    py=$(command -v python3 || true)
-    [[ -n $py ]] && "$py" -m pip --version >/dev/null 2>&1 || return 0
+    local py="" line key value token scheme words candidate
+    # Any Python with pip reads the same settings; scripts/test.sh names its venv's.
+    for candidate in ${PI_CHECK_PYTHON:-} python3; do
+        if "$candidate" -m pip --version >/dev/null 2>&1; then
+            py=$candidate
+            break
+        fi
+    done
+    [[ -n $py ]] || return 0
     while IFS= read -r line; do
         key=${line%%=*} value=${line#*=}
         key=${key#*.} # global.cert, install.x, :env:.cert -> cert

@@ -72,11 +72,13 @@ venv2=${VENV2:-.venv-test-np2}
 
 # The Pi's own CPUs, emulated: install with deploy/install.sh, check, classify
 # the fixture photos with each runtime that has a wheel there, run the daemon.
-# A few minutes per architecture (both run side by side); the debootstrap
-# roots are kept in /var/cache/edge-daemon-pi-check for the next run.
+# Both architectures side by side: about 10 minutes on a fresh machine, 5-6
+# with the debootstrap roots kept in /var/cache/edge-daemon-pi-check by an
+# earlier run. --quick classifies with the default model only: every 224x224
+# model under emulation would add 4-5 minutes (docs/raspberry-pi.md).
 if [ "$pi_check" = 1 ]; then
   start=$SECONDS
-  bash scripts/pi-os-check.sh
+  PI_CHECK_PYTHON="$(cd "$venv" && pwd)/bin/python" bash scripts/pi-os-check.sh --quick
   echo "pi-os-check: $((SECONDS - start)) s"
 else
   echo "pi-os-check: skipped (runs with CI=true or PI_CHECK=1, as root)"
