@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The test suite, as CI runs it: lint, format and type checks, then pytest with
 # both TFLite runtimes installed side by side (NumPy 1), then the golden tests
-# again with ai-edge-litert alone on NumPy 2, then (CI=true, or PI_CHECK=1) the
-# emulated Raspberry Pi OS check for arm64 and armhf. Extra arguments go to the
-# first pytest run.
+# again with ai-edge-litert alone on NumPy 2, meanwhile (CI=true, or
+# PI_CHECK=1) the emulated Raspberry Pi OS check for arm64 and armhf, and last
+# the side-by-side benchmark. Extra arguments go to the first pytest run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,10 +42,55 @@ venv=${VENV:-.venv-test}
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,tflite,systemd,dev]"
 
+# The Pi's own CPUs, emulated (scripts/pi-os-check.sh): install with
+# deploy/install.sh, check, classify the fixture photos with each runtime that
+# has a wheel there, run the daemon. It runs in the background from here,
+# mostly on the core pytest leaves idle, and is waited for before the
+# benchmark, which wants a quiet machine. About 10 minutes on a fresh machine
+# (debootstrap included), 5-6 with the roots kept in
+# /var/cache/edge-daemon-pi-check by an earlier run. --quick classifies with
+# the default model only: every 224x224 model under emulation would add 4-5
+# minutes (docs/raspberry-pi.md).
+pi_pid=""
+stop_pi_check() {
+  # unshare ignores SIGTERM; killing it takes its namespace (processes, mounts) along.
+  if [ -n "$pi_pid" ]; then kill -KILL "$pi_pid" 2>/dev/null || true; fi
+}
+if [ "$pi_check" = 1 ]; then
+  pi_log=$(mktemp)
+  pi_start=$SECONDS
+  PI_CHECK_PYTHON="$(cd "$venv" && pwd)/bin/python" bash scripts/pi-os-check.sh --quick >"$pi_log" 2>&1 &
+  pi_pid=$!
+  trap stop_pi_check EXIT
+  echo "pi-os-check: started in the background; its report comes before the benchmark"
+fi
+
 "$venv/bin/ruff" check .
 "$venv/bin/ruff" format --check .
 "$venv/bin/mypy"
 "$venv/bin/python" -m pytest -q "$@"
+
+# ai-edge-litert with NumPy 2, as a Pi 64-bit install gets it by default.
+venv2=${VENV2:-.venv-test-np2}
+[ -x "$venv2/bin/python" ] || "$python" -m venv "$venv2"
+"$venv2/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,dev]" "numpy>=2"
+"$venv2/bin/python" -c "import numpy; assert int(numpy.__version__.split('.')[0]) >= 2, numpy.__version__"
+"$venv2/bin/python" -m pytest -q tests/test_golden.py -k "ai_edge_litert"
+
+if [ "$pi_check" = 1 ]; then
+  pi_status=0
+  wait "$pi_pid" || pi_status=$?
+  pi_pid=""
+  cat "$pi_log"
+  rm -f "$pi_log"
+  echo "pi-os-check: $((SECONDS - pi_start)) s, in the background since the lint step"
+  if [ "$pi_status" != 0 ]; then
+    echo "pi-os-check: the emulated Raspberry Pi OS check failed (exit $pi_status)" >&2
+    exit "$pi_status"
+  fi
+else
+  echo "pi-os-check: skipped (runs with CI=true or PI_CHECK=1, as root)"
+fi
 
 # The side-by-side benchmark: proves the script runs and prints the figures.
 # Locally the short form (about a minute); in CI (CI=true) the full run the
@@ -62,24 +107,3 @@ case $bench_status in
   1) echo "benchmark: a speed target was missed on this machine (figures above); not a failure" ;;
   *) echo "benchmark: benchmarks/compare.py failed (exit $bench_status)" >&2; exit "$bench_status" ;;
 esac
-
-# ai-edge-litert with NumPy 2, as a Pi 64-bit install gets it by default.
-venv2=${VENV2:-.venv-test-np2}
-[ -x "$venv2/bin/python" ] || "$python" -m venv "$venv2"
-"$venv2/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,dev]" "numpy>=2"
-"$venv2/bin/python" -c "import numpy; assert int(numpy.__version__.split('.')[0]) >= 2, numpy.__version__"
-"$venv2/bin/python" -m pytest -q tests/test_golden.py -k "ai_edge_litert"
-
-# The Pi's own CPUs, emulated: install with deploy/install.sh, check, classify
-# the fixture photos with each runtime that has a wheel there, run the daemon.
-# Both architectures side by side: about 10 minutes on a fresh machine, 5-6
-# with the debootstrap roots kept in /var/cache/edge-daemon-pi-check by an
-# earlier run. --quick classifies with the default model only: every 224x224
-# model under emulation would add 4-5 minutes (docs/raspberry-pi.md).
-if [ "$pi_check" = 1 ]; then
-  start=$SECONDS
-  PI_CHECK_PYTHON="$(cd "$venv" && pwd)/bin/python" bash scripts/pi-os-check.sh --quick
-  echo "pi-os-check: $((SECONDS - start)) s"
-else
-  echo "pi-os-check: skipped (runs with CI=true or PI_CHECK=1, as root)"
-fi
