@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, ClassVar, Literal, Optional, Union
 
 import yaml
 
@@ -160,6 +161,73 @@ class OutputsConfig:
 
 
 @dataclass(frozen=True)
+class MqttTlsConfig:
+    """TLS to the broker (mqtt.tls); a mapping here, even {}, turns TLS on."""
+
+    ca_file: Optional[str] = _key(
+        None, "CA certificate(s) that signed the broker's; null = the system's CAs", path=True
+    )
+    cert_file: Optional[str] = _key(
+        None, "client certificate, for brokers that authenticate clients by it", path=True
+    )
+    key_file: Optional[str] = _key(None, "the client certificate's private key", path=True)
+    insecure: bool = _key(
+        False, "skip the check that the broker's certificate names mqtt.host (not its CA)"
+    )
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """Results to an MQTT broker, for Home Assistant, Node-RED and the fleet view."""
+
+    # Keys that must never be in the YAML, with what to do instead.
+    REJECTED: ClassVar[dict[str, str]] = {
+        "password": "passwords do not go in the config; put the password alone in a file"
+        " readable only by the service (chmod 600) and name that file in mqtt.password_file",
+    }
+
+    host: Optional[str] = _key(None, "broker host name or address; null = MQTT off")
+    port: int = _key(1883, "broker port (1883; usually 8883 with tls)", lo=1, hi=65535)
+    username: Optional[str] = _key(None, "user name to log in with; null = anonymous")
+    password_file: Optional[str] = _key(
+        None, "file holding the password (one line); needs username", path=True
+    )
+    tls: Optional[MqttTlsConfig] = _key(None, "TLS settings; null = plain MQTT")  # noqa: RUF009
+    device: Optional[str] = _key(
+        None, "this Pi's name in topics and Home Assistant; null = the host name"
+    )
+    topic_prefix: str = _key("edge-daemon", "topics are <topic_prefix>/<device>/...")
+    qos: int = _key(1, "MQTT quality of service for what is published (0, 1 or 2)", lo=0, hi=2)
+    keepalive: int = _key(
+        30, "seconds between pings; the broker declares the Pi offline after 1.5x", lo=5, hi=3600
+    )
+    min_interval: float = _key(0.2, "state: never more often than this (s)", lo=0.0, hi=3600.0)
+    heartbeat: float = _key(
+        60.0, "state: sent at least this often even when the label stays (s)", lo=1.0, hi=86400.0
+    )
+    attributes_interval: float = _key(
+        10.0, "top-k attributes topic: at most this often (s)", lo=0.0, hi=86400.0
+    )
+    max_queued: int = _key(
+        100,
+        "QoS 1/2 messages kept while the broker is away; beyond, new ones are dropped",
+        lo=1,
+        hi=100_000,
+    )
+    reconnect_max: float = _key(
+        30.0, "longest wait between reconnect attempts (s)", lo=1.0, hi=3600.0
+    )
+    discovery: bool = _key(True, "publish Home Assistant discovery configs")
+    discovery_prefix: str = _key("homeassistant", "Home Assistant's discovery prefix")
+    configuration_url: Optional[str] = _key(
+        None, "link shown on the Home Assistant device page (http:// or https://)"
+    )
+    commands: bool = _key(
+        False, "obey <topic_prefix>/<device>/command/reload (restrict it with broker ACLs first)"
+    )
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     """The service itself."""
 
@@ -177,6 +245,7 @@ class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     # The file this came from (None: built-in defaults), not a YAML key.
     file: Optional[str] = field(default=None, metadata={"internal": True})
 
@@ -188,6 +257,7 @@ SECTIONS: dict[str, type] = {
     "source": SourceConfig,
     "outputs": OutputsConfig,
     "daemon": DaemonConfig,
+    "mqtt": MqttConfig,
 }
 
 
@@ -281,6 +351,8 @@ def _convert(tp: Any, node: yaml.Node, meta: dict[str, Any]) -> Any:
         if len(set(values)) != len(values):
             raise _Invalid(f"must not repeat an entry (got {_show(values)})", node)
         return values
+    if _nested_section(tp) is not None:
+        raise _Invalid(f"must be a mapping of keys (got {_show(_plain(node))})", node)
     if not isinstance(node, yaml.ScalarNode):
         raise _Invalid(
             "must be a single value, not a "
@@ -322,18 +394,35 @@ def _section(cls: type, node: yaml.Node | None, prefix: str) -> tuple[Any, dict[
     for key_node, value_node in node.value:
         key = _key_name(key_node, prefix)
         path = f"{prefix}.{_key_text(key)}"
+        rejected = getattr(cls, "REJECTED", {})
+        if key in rejected:
+            raise _Invalid(f"{path}: {rejected[key]}", key_node)
         if key not in fields:
             close = _closest(str(key), list(fields))
             hint = f" (did you mean {prefix}.{close}?)" if close else ""
             raise _Invalid(f"{path}: unknown key{hint}; known keys: {', '.join(fields)}", key_node)
         if key in values:
             raise _Invalid(f"{path}: given twice", key_node)
+        nested = _nested_section(hints[key])
+        if nested is not None and isinstance(value_node, yaml.MappingNode):
+            values[key] = _section(nested, value_node, path)[0]  # errors name their own path
+            nodes[key] = value_node
+            continue
         try:
             values[key] = _convert(hints[key], value_node, dict(fields[key].metadata))
         except _Invalid as exc:
             raise _Invalid(f"{path}: {exc}", exc.node) from None
         nodes[key] = value_node
     return cls(**values), nodes
+
+
+def _nested_section(tp: Any) -> Optional[type]:
+    """The dataclass a key holds as a mapping of its own (such as mqtt.tls), else None."""
+    candidates = typing.get_args(tp) if typing.get_origin(tp) is Union else (tp,)
+    for c in candidates:
+        if isinstance(c, type) and dataclasses.is_dataclass(c):
+            return c
+    return None
 
 
 def _key_name(node: yaml.Node, prefix: str | None) -> Any:
@@ -367,6 +456,8 @@ def _resolve_paths(section: Any, base: Path) -> Any:
         if f.metadata.get("path") and isinstance(value, str):
             expanded = Path(os.path.expanduser(value))
             changes[f.name] = str(expanded if expanded.is_absolute() else base / expanded)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changes[f.name] = _resolve_paths(value, base)
     return dataclasses.replace(section, **changes)
 
 
@@ -378,11 +469,49 @@ def _cross_checks(cfg: Config, nodes: dict[str, dict[str, yaml.Node]]) -> None:
             f"source.{key}: must be even for the camera (got {getattr(src, key)})",
             nodes.get("source", {}).get(key),
         )
+    _check_mqtt(cfg.mqtt, nodes.get("mqtt", {}))
     if src.retry_max < src.retry_initial:
         raise _Invalid(
             f"source.retry_max: must be at least source.retry_initial ({src.retry_initial})"
             f" (got {src.retry_max})",
             nodes.get("source", {}).get("retry_max"),
+        )
+
+
+_TOPIC_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _check_mqtt(mq: MqttConfig, nodes: dict[str, yaml.Node]) -> None:
+    if mq.device is not None and not _TOPIC_SAFE.fullmatch(mq.device):
+        raise _Invalid(
+            f"mqtt.device: use only letters, digits, _ and - (got {_show(mq.device)}); it is"
+            " part of topics and Home Assistant ids",
+            nodes.get("device"),
+        )
+    for key in ("topic_prefix", "discovery_prefix"):
+        value = getattr(mq, key)
+        if any(c in value for c in "+#\0") or value.startswith("/") or value.endswith("/"):
+            raise _Invalid(
+                f"mqtt.{key}: must be a topic without +, # or a leading or trailing /"
+                f" (got {_show(value)})",
+                nodes.get(key),
+            )
+    if mq.password_file is not None and mq.username is None:
+        raise _Invalid(
+            "mqtt.password_file: a password needs mqtt.username; set it too",
+            nodes.get("password_file"),
+        )
+    url = mq.configuration_url
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise _Invalid(
+            f"mqtt.configuration_url: must start with http:// or https:// (got {_show(url)})",
+            nodes.get("configuration_url"),
+        )
+    if mq.heartbeat < mq.min_interval:
+        raise _Invalid(
+            f"mqtt.heartbeat: must be at least mqtt.min_interval ({mq.min_interval})"
+            f" (got {mq.heartbeat})",
+            nodes.get("heartbeat"),
         )
 
 
@@ -419,6 +548,7 @@ def parse_config(text: str, *, name: str = "<config>", base: Path | None = None)
         source=_resolve_paths(cfg.source, base),
         outputs=_resolve_paths(cfg.outputs, base),
         daemon=_resolve_paths(cfg.daemon, base),
+        mqtt=_resolve_paths(cfg.mqtt, base),
         file=name if name != "<config>" else None,
     )
 
@@ -493,4 +623,9 @@ def reference_config() -> str:
             )
             lines.append(f"  # {f.metadata['doc']}")
             lines.append(f"  {f.name}: {value}")
+            nested = _nested_section(typing.get_type_hints(cls)[f.name])
+            if nested is not None and default is None:
+                for g in dataclasses.fields(nested):
+                    shown = yaml.safe_dump(g.default).strip().removesuffix("...").strip()
+                    lines.append(f"  #   {g.name}: {shown}  # {g.metadata['doc']}")
     return "\n".join(lines) + "\n"

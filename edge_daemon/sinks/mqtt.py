@@ -1,0 +1,313 @@
+"""The MQTT sink: availability, state, attributes, status and Home Assistant discovery.
+
+Topics, with ``base`` = <topic_prefix>/<device>:
+
+- ``base/availability``: ``online`` on every (re)connect; ``offline`` as the last
+  will and on a clean stop. Retained.
+- ``base/state``: the smoothed top-1 and the top-k as JSON, retained; sent when
+  the top-1 label changes and at least every ``heartbeat`` seconds, never more
+  often than ``min_interval``.
+- ``base/attributes``: the top-k for Home Assistant's attributes, retained, at
+  most every ``attributes_interval`` seconds.
+- ``base/status``: the daemon's status object, retained.
+- ``base/command/reload`` (only with ``mqtt.commands``): reload, as SIGHUP does.
+
+The inference thread only drops the latest frame and status into slots; one
+thread of this sink decides what to send and hands it to paho, whose own
+thread talks to the broker and reconnects with back-off. State and status are
+idempotent: while the broker is away they are not queued; after a reconnect
+the newest ones are sent.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from ..config import Config, MqttConfig
+from ..errors import EdgeDaemonError
+from .. import broker
+from .base import Classified, ModelInfo, Sink, SinkContext, SinkHealth
+from .hass import Entity, Topics, discovery_messages
+from .prediction_log import iso_utc
+
+# How long close() waits for the last status and "offline" to reach the broker.
+_CLOSE_TIMEOUT = 3.0
+# Home Assistant restarted: resend discovery after a random delay up to this (s),
+# so a fleet of Pis does not answer all at once.
+_REDISCOVER_SPREAD = 2.0
+
+
+def state_due(
+    last_index: Optional[int],
+    last_sent: Optional[float],
+    index: Optional[int],
+    *,
+    min_interval: float,
+    heartbeat: float,
+) -> float:
+    """When the state for top-1 ``index`` is due (monotonic time; compare with now).
+
+    Nothing sent yet: at once. The label changed: once ``min_interval`` has
+    passed since the last one. The same label: after ``heartbeat``.
+    """
+    if last_sent is None:
+        return float("-inf")
+    if index != last_index:
+        return last_sent + min_interval
+    return last_sent + max(heartbeat, min_interval)
+
+
+def state_payload(item: Classified, model: Optional[str]) -> dict[str, Any]:
+    """The JSON object published on ``base/state`` for one frame."""
+    top = item.top1
+    return {
+        "label": top.label if top else None,
+        "index": top.index if top else None,
+        "score": round(top.score, 6) if top else 0.0,
+        "predictions": [p.as_dict() for p in item.smoothed],
+        "frame": item.number,
+        "ts": iso_utc(item.captured_at),
+        "model": model,
+    }
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+class MqttSink(Sink):
+    """Publishes results to an MQTT broker; see the module's docstring for the topics."""
+
+    name = "mqtt"
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        ctx: Optional[SinkContext] = None,
+        *,
+        extra_entities: Optional[Callable[[], list[Entity]]] = None,
+    ) -> None:
+        assert cfg.host is not None
+        self.cfg = cfg
+        self.ctx = ctx or SinkContext()
+        self.device = broker.device_name(cfg)
+        self.topics = Topics(broker.base_topic(cfg))
+        # Other outputs add Home Assistant entities here (events, snapshots).
+        self.extra_entities = extra_entities or (lambda: [])
+        self.published = 0  # messages handed to paho
+        self.dropped = 0  # refused by paho's bounded queue
+        self._cond = threading.Condition()
+        self._closed = False
+        self._connected = False
+        self._session_ok = False  # the broker accepted this connection
+        self._announce = False  # availability + discovery + latest state due
+        self._health = SinkHealth("connecting", None)
+        self._model: Optional[str] = None
+        self._item: Optional[Classified] = None
+        self._status: Optional[dict[str, Any]] = None
+        self._status_dirty = False
+        self._state_index: Optional[int] = None
+        self._state_at: Optional[float] = None
+        self._attr_at: Optional[float] = None
+        self._attr_frame = 0
+        self._discovery_at: Optional[float] = None
+        self.client = broker.make_client(
+            cfg,
+            f"edge-daemon-{self.device}",
+            on_connect=self._on_connect,
+            on_connect_fail=self._on_connect_fail,
+            on_disconnect=self._on_disconnect,
+            on_message=self._on_message,
+        )
+        self.client.will_set(self.topics.availability, "offline", qos=1, retain=True)
+        self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="mqtt-sink", daemon=True)
+        self._thread.start()
+
+    # -- the seam ------------------------------------------------------------------
+    def model(self, info: ModelInfo) -> None:
+        with self._cond:
+            self._model = info.name
+            self._state_at = None  # the state names the model: send it again
+            self._cond.notify()
+
+    def classified(self, item: Classified) -> None:
+        with self._cond:
+            self._item = item
+            self._cond.notify()
+
+    def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
+        with self._cond:
+            self._status = status
+            self._status_dirty = True
+            self._cond.notify()
+
+    def health(self) -> SinkHealth:
+        return self._health
+
+    def close(self) -> None:
+        try:
+            with self._cond:
+                self._closed = True
+                self._cond.notify()
+            self._thread.join(_CLOSE_TIMEOUT)
+            if self._connected:
+                info = self.client.publish(self.topics.availability, "offline", qos=1, retain=True)
+                info.wait_for_publish(_CLOSE_TIMEOUT)
+                self.client.disconnect()
+            self.client.loop_stop()
+        except Exception:  # close never raises: the daemon is stopping anyway
+            pass
+
+    # -- paho's thread ---------------------------------------------------------------
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self._health = SinkHealth("failing", broker.refused_error(self.cfg, reason))
+            return
+        subscriptions = []
+        if self.cfg.discovery:
+            subscriptions.append((f"{self.cfg.discovery_prefix}/status", 0))
+        if self.cfg.commands:
+            subscriptions.append((self.topics.reload, 1))
+        if subscriptions:
+            client.subscribe(subscriptions)
+        with self._cond:
+            self._connected = self._session_ok = True
+            self._announce = True
+            self._health = SinkHealth("ok", None)
+            self._cond.notify()
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        error = getattr(client, "last_connect_error", None)
+        self._health = SinkHealth("failing", broker.connect_error(self.cfg, error))
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        with self._cond:
+            self._connected = False
+            was_ok, self._session_ok = self._session_ok, False
+            if self._closed:
+                return
+        if was_ok:
+            self._health = SinkHealth(
+                "failing",
+                f"{broker.where(self.cfg)}: connection lost ({reason}); reconnecting",
+            )
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if msg.retain:
+            return  # an old message kept by the broker is no request
+        if self.cfg.commands and msg.topic == self.topics.reload:
+            self.ctx.request_reload()
+        elif msg.topic == f"{self.cfg.discovery_prefix}/status" and msg.payload == b"online":
+            with self._cond:
+                self._discovery_at = time.monotonic() + random.uniform(0, _REDISCOVER_SPREAD)
+                self._cond.notify()
+
+    # -- this sink's thread --------------------------------------------------------------
+    def publish(self, topic: str, payload: str, *, retain: bool = False) -> bool:
+        """Hand one message to paho (queued, bounded by mqtt.max_queued, while away)."""
+        info = self.client.publish(topic, payload, qos=self.cfg.qos, retain=retain)
+        if info.rc == 0:
+            self.published += 1
+            return True
+        self.dropped += 1
+        return False
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                jobs, wake = self._plan(time.monotonic())
+                if not jobs:
+                    if self._closed:
+                        return
+                    self._cond.wait(None if wake is None else max(0.0, wake - time.monotonic()))
+                    continue
+            for job in jobs:
+                try:
+                    job()
+                except Exception as exc:  # a bad payload must not stop the sink
+                    self._health = SinkHealth("failing", f"MQTT publish failed: {exc}")
+
+    def _plan(self, now: float) -> tuple[list[Callable[[], None]], Optional[float]]:
+        """What to send now (called with the lock held), and when to look again."""
+        jobs: list[Callable[[], None]] = []
+        if not self._connected:
+            return jobs, None
+        cfg = self.cfg
+        if self._announce:
+            self._announce = False
+            self._state_at = self._attr_at = None  # send the latest again
+            self._status_dirty = self._status is not None
+            self._discovery_at = None
+            jobs.append(lambda: self.publish(self.topics.availability, "online", retain=True))
+            if cfg.discovery:
+                jobs.append(self._send_discovery)
+        if self._discovery_at is not None and now >= self._discovery_at:
+            self._discovery_at = None
+            jobs.append(self._send_discovery)
+        wake = self._discovery_at
+        item = self._item
+        if item is not None:
+            index = item.top1.index if item.top1 else None
+            due = state_due(
+                self._state_index,
+                self._state_at,
+                index,
+                min_interval=cfg.min_interval,
+                heartbeat=cfg.heartbeat,
+            )
+            if now >= due:
+                self._state_index, self._state_at = index, now
+                payload = _json(state_payload(item, self._model))
+                jobs.append(lambda: self.publish(self.topics.state, payload, retain=True))
+            elif now < due:
+                wake = due if wake is None else min(wake, due)
+            attr_due = (
+                float("-inf") if self._attr_at is None else self._attr_at + cfg.attributes_interval
+            )
+            if now >= attr_due and item.number != self._attr_frame:
+                self._attr_at, self._attr_frame = now, item.number
+                attrs = _json(
+                    {
+                        "predictions": [p.as_dict() for p in item.smoothed],
+                        "frame": item.number,
+                        "model": self._model,
+                    }
+                )
+                jobs.append(lambda: self.publish(self.topics.attributes, attrs, retain=True))
+            elif now < attr_due:
+                wake = attr_due if wake is None else min(wake, attr_due)
+        if self._status_dirty and self._status is not None:
+            self._status_dirty = False
+            status = _json(self._status)
+            jobs.append(lambda: self.publish(self.topics.status, status, retain=True))
+        return jobs, wake
+
+    def _send_discovery(self) -> None:
+        for topic, payload in discovery_messages(
+            discovery_prefix=self.cfg.discovery_prefix,
+            device=self.device,
+            topics=self.topics,
+            configuration_url=self.cfg.configuration_url,
+            extra=self.extra_entities(),
+        ):
+            self.publish(topic, payload, retain=True)
+
+
+def make_mqtt_sink(cfg: Config, ctx: SinkContext) -> Optional[Sink]:
+    """The registry's factory: an MQTT sink, or None while ``mqtt.host`` is not set."""
+    if cfg.mqtt.host is None:
+        return None
+    try:
+        return MqttSink(cfg.mqtt, ctx)
+    except EdgeDaemonError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise EdgeDaemonError(f"{broker.where(cfg.mqtt)}: cannot set up MQTT ({exc})") from None
