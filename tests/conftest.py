@@ -95,3 +95,20 @@ def loaded() -> Iterator[Callable[[Config], LoadedModel]]:
     yield load
     for m in models:
         m.close()
+
+
+# -- a real MQTT broker (tests/broker.py) ------------------------------------------
+@pytest.fixture(scope="session")
+def broker_certs(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A test CA, the broker's certificate it signed, and an unrelated CA."""
+    from tests.broker import make_certs
+
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path, broker_certs: Any) -> Iterator[Any]:
+    """A mosquitto broker on free 127.0.0.1 ports (plain + TLS), with a password file."""
+    from tests.broker import broker_fixture
+
+    yield from broker_fixture(tmp_path, broker_certs)
