@@ -93,8 +93,7 @@ def make_client(cfg: MqttConfig, client_id: str, **callbacks: Any) -> Any:
     can be told once, in words.
     """
     mqtt = import_paho()
-    host = cfg.host
-    assert host is not None
+    host: str = cfg.host or ""
 
     class Client(mqtt.Client):  # type: ignore[misc,name-defined]
         last_connect_error: Optional[BaseException] = None

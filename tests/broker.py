@@ -59,7 +59,8 @@ def make_certs(folder: Path) -> Certs:
     for name in ("ca", "wrong-ca"):
         run(
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-keyout", f"{name}.key", "-out", f"{name}.crt", "-subj", f"/CN=edge-daemon test {name}",
+            "-keyout", f"{name}.key", "-out", f"{name}.crt",
+            "-subj", f"/CN=edge-daemon test {name}",
         )  # fmt: skip
     run(
         "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",

@@ -27,9 +27,9 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from .. import broker
 from ..config import Config, MqttConfig
 from ..errors import EdgeDaemonError
-from .. import broker
 from .base import Classified, ModelInfo, Sink, SinkContext, SinkHealth
 from .hass import Entity, Topics, discovery_messages
 from .prediction_log import iso_utc
@@ -235,9 +235,9 @@ class MqttSink(Sink):
                 except Exception as exc:  # a bad payload must not stop the sink
                     self._health = SinkHealth("failing", f"MQTT publish failed: {exc}")
 
-    def _plan(self, now: float) -> tuple[list[Callable[[], None]], Optional[float]]:
+    def _plan(self, now: float) -> tuple[list[Callable[[], object]], Optional[float]]:
         """What to send now (called with the lock held), and when to look again."""
-        jobs: list[Callable[[], None]] = []
+        jobs: list[Callable[[], object]] = []
         if not self._connected:
             return jobs, None
         cfg = self.cfg

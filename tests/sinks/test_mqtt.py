@@ -331,5 +331,5 @@ def test_a_password_in_the_config_is_refused() -> None:
 
 def test_an_unreadable_password_file_is_a_config_error(tmp_path: Any) -> None:
     cfg = MqttConfig(host="127.0.0.1", username="u", password_file=str(tmp_path / "nope"))
-    with pytest.raises(ConfigError, match="mqtt.password_file not found"):
+    with pytest.raises(ConfigError, match=r"mqtt\.password_file not found"):
         MqttSink(cfg)
