@@ -15,6 +15,11 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -f /usr/include/systemd/sd-daemon.h ] || need+=(libsystemd-dev)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+# mosquitto: the real broker the MQTT tests and benchmark start on loopback;
+# openssl makes the test CA for its TLS listener.
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing system packages: ${need[*]}"
@@ -28,7 +33,7 @@ fi
 
 venv=${VENV:-.venv-test}
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,tflite,systemd,dev]"
+"$venv/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,tflite,systemd,mqtt,dev]"
 
 "$venv/bin/ruff" check .
 "$venv/bin/mypy"

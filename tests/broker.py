@@ -31,6 +31,13 @@ USER = "edge"
 PASSWORD = "s3cret-for-tests"
 
 
+def mosquitto_binary() -> str:
+    """The broker's path: it lives in /usr/sbin, which a non-root PATH often lacks."""
+    if os.path.exists("/usr/sbin/mosquitto") and not shutil.which("mosquitto"):
+        return "/usr/sbin/mosquitto"
+    return require_tool("mosquitto", "apt install mosquitto mosquitto-clients")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -79,7 +86,7 @@ class Mosquitto:
     """One mosquitto process with a plain and a TLS listener on 127.0.0.1."""
 
     def __init__(self, folder: Path, certs: Optional[Certs] = None) -> None:
-        self.binary = require_tool("mosquitto", "apt install mosquitto")
+        self.binary = mosquitto_binary()
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.host = "127.0.0.1"

@@ -278,3 +278,34 @@ def test_environment_variable_names_the_config(
     cfg = load_config(None)
     assert cfg.model.top_k == 7
     assert cfg.file == str(path)
+
+
+# -- mqtt -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("mqtt:\n  host: b\n  password: x\n", "c.yaml:3: mqtt.password: passwords do not go in"),
+        ("mqtt:\n  tls:\n    ca: x\n", "c.yaml:3: mqtt.tls.ca: unknown key; known keys: ca_file"),
+        ("mqtt:\n  tls: yes\n", "c.yaml:2: mqtt.tls: must be a mapping of keys (got true)"),
+        ("mqtt:\n  tls:\n    insecure: 1\n", "c.yaml:3: mqtt.tls.insecure: must be true or false"),
+        ("mqtt:\n  device: my pi\n", "c.yaml:2: mqtt.device: use only letters, digits, _ and -"),
+        ("mqtt:\n  topic_prefix: a/#\n", "c.yaml:2: mqtt.topic_prefix: must be a topic without"),
+        ("mqtt:\n  password_file: p\n", "c.yaml:2: mqtt.password_file: a password needs mqtt.user"),
+        ("mqtt:\n  qos: 3\n", "c.yaml:2: mqtt.qos: must be between 0 and 2 (got 3)"),
+        ("mqtt:\n  configuration_url: pi.lan\n", "c.yaml:2: mqtt.configuration_url: must start"),
+    ],
+)
+def test_mqtt_errors_name_the_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, name="c.yaml")
+    assert str(err.value).startswith(message), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_mqtt_paths_resolve_against_the_config(tmp_path: Path) -> None:
+    text = "mqtt:\n  host: b\n  username: u\n  password_file: pw\n  tls:\n    ca_file: ca.crt\n"
+    cfg = parse_config(text, base=tmp_path)
+    assert cfg.mqtt.password_file == str(tmp_path / "pw")
+    assert cfg.mqtt.tls is not None and cfg.mqtt.tls.ca_file == str(tmp_path / "ca.crt")
+    assert parse_config("mqtt:\n  tls: {}\n").mqtt.tls is not None  # TLS with system CAs
+    assert parse_config("").mqtt.host is None  # off by default
