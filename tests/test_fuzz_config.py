@@ -81,10 +81,9 @@ def valid_values(key: Key) -> st.SearchStrategy[Any]:
                 | st.integers(math.ceil(key.lo or 0), math.floor(key.hi or 10))
             )
         elif tp is str:
-            # Not NEL or the Unicode line/paragraph separators: PyYAML's dumper
-            # writes them raw into a quoted scalar, where YAML folds them to a
-            # space, so dump() would not round-trip the value (the parser is
-            # right; the test's own YAML would be wrong).
+            # PyYAML's emitter writes NEL and the Unicode line/paragraph separators
+            # unquoted, and reads them back as line breaks: the dump would not say
+            # what the test means, so they are left out of the generated text.
             chars = st.characters(codec="utf-8", exclude_characters="\x85\u2028\u2029")
             options.append(st.text(chars, min_size=1).filter(str.strip))
         elif dataclasses.is_dataclass(tp):  # a mapping of its own, such as mqtt.tls
