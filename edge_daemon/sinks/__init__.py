@@ -37,7 +37,14 @@ SINKS: dict[str, SinkKind] = {
         PredictionLogSink.from_config,
     ),
     "status_file": SinkKind(lambda c: c.outputs.status_file, StatusFileSink.from_config),
+    "mqtt": SinkKind(lambda c: c.mqtt, lambda cfg, ctx: _mqtt().make_mqtt_sink(cfg, ctx)),
 }
+
+
+def _mqtt() -> Any:
+    from . import mqtt  # paho-mqtt is imported there only when a broker is configured
+
+    return mqtt
 
 
 def make_sinks(cfg: Config, ctx: SinkContext) -> dict[str, Sink]:

@@ -94,6 +94,7 @@ class MqttSink(Sink):
         assert cfg.host is not None
         self.cfg = cfg
         self.ctx = ctx or SinkContext()
+        self.recovered = f"{broker.where(cfg)}: connected again"
         self.device = broker.device_name(cfg)
         self.topics = Topics(broker.base_topic(cfg))
         # Other outputs add Home Assistant entities here (events, snapshots).
