@@ -55,6 +55,17 @@ case $bench_status in
   *) echo "benchmark: benchmarks/compare.py failed (exit $bench_status)" >&2; exit "$bench_status" ;;
 esac
 
+# The MQTT sink's cost: the daemon publishing every frame to a local mosquitto
+# against the same daemon without MQTT, in alternating windows (short form,
+# under a minute). Same convention: exit 1 is a missed target, not a failure.
+outputs_status=0
+"$venv/bin/python" benchmarks/outputs.py --quick || outputs_status=$?
+case $outputs_status in
+  0) ;;
+  1) echo "benchmark: the MQTT throughput target was missed on this machine (figures above); not a failure" ;;
+  *) echo "benchmark: benchmarks/outputs.py failed (exit $outputs_status)" >&2; exit "$outputs_status" ;;
+esac
+
 # ai-edge-litert with NumPy 2, as a Pi 64-bit install gets it by default.
 venv2=${VENV2:-.venv-test-np2}
 [ -x "$venv2/bin/python" ] || "$python" -m venv "$venv2"
