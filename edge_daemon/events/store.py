@@ -59,6 +59,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # Free pages kept in the database (and room in its WAL) for a full disk.
 RESERVE_PAGES = 64
 _HEADER = b"SQLite format 3\x00"
+# About what a row takes in the database, for retention by size.
+_ROW_BYTES = 200
 
 
 def db_path(events_dir: str) -> str:
@@ -322,16 +324,18 @@ def apply_retention(
         ]
         for i in range(0, len(old), batch):
             removed += len(delete_events(conn, events_dir, old[i : i + batch]))
-    while disk_bytes(conn) > max_bytes:
-        oldest = [
-            int(r[0])
-            for r in conn.execute(
-                'SELECT id FROM events WHERE "end" IS NOT NULL ORDER BY start, id LIMIT ?',
-                (batch,),
-            )
-        ]
-        if not oldest:
+    while (excess := disk_bytes(conn) - max_bytes) > 0:
+        chosen: list[int] = []
+        freed = 0
+        for row in conn.execute(
+            'SELECT id, bytes FROM events WHERE "end" IS NOT NULL ORDER BY start, id LIMIT ?',
+            (batch,),
+        ):
+            chosen.append(int(row[0]))
+            freed += int(row[1]) + _ROW_BYTES
+            if freed >= excess:
+                break
+        if not chosen:
             break
-        # Rows alone are small: delete as many as it takes, a batch at a time.
-        removed += len(delete_events(conn, events_dir, oldest))
+        removed += len(delete_events(conn, events_dir, chosen))
     return removed
