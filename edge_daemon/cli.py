@@ -1,4 +1,4 @@
-"""The ``edge-daemon`` command: run, classify, check, status, tail, models fetch, bench.
+"""The ``edge-daemon`` command: run, classify, check, status, tail, models fetch, bench, events.
 
 Every failure is one line on stderr and a non-zero exit; ``--debug`` shows
 the traceback as well. Errors are logged once, here at the top.
@@ -398,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=50, metavar="N", help="frames per case")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
+
+    from .events.cli import add_parser as add_events_parser
+
+    add_events_parser(sub, [common, cfg])
     return p
 
 
