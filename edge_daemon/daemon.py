@@ -23,11 +23,15 @@ from . import notify
 from .capture import CaptureThread
 from .config import Config, load_config
 from .errors import EdgeDaemonError
+from .events import events_dir
+from .events.history import seed
+from .events.labels import LabelIndex
+from .events.rules import Rule, Tracker, compile_rules
 from .journal import journal_fields
 from .model import LoadedModel, load_model
 from .pipeline import Classifier, Result
 from .runtimes import load_runtime
-from .sinks import SINKS, Classified, ModelInfo, Sink, SinkContext
+from .sinks import SINKS, Classified, EventNotice, ModelInfo, Sink, SinkContext
 from .sinks.prediction_log import iso_utc
 from .sources import make_source
 from .sources.base import Frame
@@ -140,6 +144,8 @@ class Daemon:
         self.classifier: Optional[Classifier] = None
         self.capture: Optional[CaptureThread] = None
         self.sinks: dict[str, Sink] = {}
+        self.tracker: Optional[Tracker] = None
+        self._notices: tuple[EventNotice, ...] = ()  # events ended by a reload, not yet sent
         self._sink_list: tuple[Sink, ...] = ()
         self.sink_context = SinkContext(request_reload=self.request_reload)
         self.reloads = 0
@@ -257,6 +263,12 @@ class Daemon:
     def _start(self) -> None:
         runtime = load_runtime(self.cfg.engine.runtime)
         model = load_model(self.cfg, runtime)
+        try:
+            rules = self._rules(model, self.cfg)
+        except EdgeDaemonError:
+            model.close()
+            raise
+        self.tracker, self._notices = self._tracker(model, self.cfg, rules)
         self._use_model(model, self.cfg)
         self._announce_model()
         self.capture = _capture(self.cfg, model)
@@ -272,6 +284,26 @@ class Daemon:
         info = model_info(model)
         for sink in self._sink_list:
             sink.model(info)
+
+    @staticmethod
+    def _rules(model: LoadedModel, cfg: Config) -> list[Rule]:
+        """The event rules with their labels checked against ``model``'s (ConfigError)."""
+        if not cfg.events.rules:
+            return []
+        labels = LabelIndex(len(model.labels.labels) + model.labels.offset, model.labels.label)
+        return compile_rules(cfg.events.rules, labels, cfg.file)
+
+    def _tracker(
+        self, model: LoadedModel, cfg: Config, rules: list[Rule]
+    ) -> tuple[Optional[Tracker], tuple[EventNotice, ...]]:
+        """The rules engine for ``model``, and the end notices of events the change closes."""
+        now = time.time()
+        if not rules:
+            return None, self.tracker.close_all(now) if self.tracker else ()
+        if self.tracker is None:
+            next_id, today = seed(events_dir(cfg), now)
+            return Tracker(rules, model.name, model.sha256, next_id, today), ()
+        return self.tracker.successor(rules, model.name, model.sha256)
 
     def _announce_model(self) -> None:
         m = self.model
@@ -319,14 +351,21 @@ class Daemon:
             postprocess=result.postprocess_ms,
         )
         predictions = result.predictions
+        smoothed = result.smoothed if result.smoothed is not None else predictions
+        events: tuple[EventNotice, ...] = ()
+        if self.tracker is not None:
+            events = self.tracker.update(smoothed[0] if smoothed else None, frame.captured_at)
+        if self._notices:
+            events, self._notices = self._notices + events, ()
         item = Classified(
             self.frames,
             frame.name,
             frame.captured_at,
             frame.image,
             predictions,
-            predictions,
+            smoothed,
             result.inference_ms,
+            events,
         )
         for sink in self._sink_list:
             sink.classified(item)
@@ -451,6 +490,7 @@ class Daemon:
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
             "outputs": {name: sink.health().as_dict() for name, sink in self.sinks.items()},
+            "events": self.tracker.status() if self.tracker is not None else None,
         }
 
     def _write_status(self, force: bool = False) -> None:
@@ -483,6 +523,7 @@ class Daemon:
             )
             if size_changed or cfg.source != old_cfg.source:
                 capture = _capture(cfg, model)
+            rules = self._rules(model, cfg)
             self._open_outputs(cfg, old_cfg)
         except Exception as exc:  # a reload must never take the daemon down
             if model is not None:
@@ -498,6 +539,8 @@ class Daemon:
             notify.ready(self.notifier, self._status_line())
             self._write_status()
             return
+        self.tracker, ended = self._tracker(model, cfg, rules)
+        self._notices += ended
         self._use_model(model, cfg)
         if capture is not None:
             self._replace_capture(capture)

@@ -168,3 +168,43 @@ def resolve_inside(events_dir: str, name: Optional[str]) -> Optional[Path]:
     if os.path.commonpath([root, full]) != root or full == root:
         return None
     return Path(full) if os.path.isfile(full) else None
+
+
+def seed(events_dir: str, now: Optional[float] = None) -> tuple[int, dict[str, int]]:
+    """The next event id and today's events per label, read once when the daemon starts.
+
+    A missing or unusable database gives (1, {}): the events sink reports why.
+    """
+    path = db_path(events_dir)
+    if not os.path.exists(path):
+        return 1, {}
+    now = datetime.now().timestamp() if now is None else now
+    midnight = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    try:
+        conn = connect(path, readonly=True)
+    except Exception:
+        return 1, {}
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] < 1:
+            return 1, {}
+        next_id = (
+            int(
+                conn.execute(
+                    "SELECT max(coalesce((SELECT max(id) FROM events), 0),"
+                    " coalesce((SELECT value FROM meta WHERE key = 'last_id'), 0))"
+                ).fetchone()[0]
+            )
+            + 1
+        )
+        today: dict[str, int] = {}
+        for (label,) in conn.execute(
+            'SELECT label FROM events WHERE start >= ? AND "end" IS NOT NULL',
+            (midnight.timestamp(),),
+        ):
+            name = first_name(label)
+            today[name] = today.get(name, 0) + 1
+        return next_id, today
+    except sqlite3.Error:
+        return 1, {}
+    finally:
+        conn.close()

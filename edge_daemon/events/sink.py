@@ -20,9 +20,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..config import Config
 from ..errors import EventsError
-from ..sinks.base import Classified, Sink, SinkHealth
-from . import snapshots, store
+from ..sinks.base import Classified, Sink, SinkContext, SinkHealth
+from . import events_dir, snapshots, store
 from .labels import first_name
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class EventsSink(Sink):
     """Keeps events in ``events_dir/events.db`` and their best frames as JPEG files."""
 
     name = "events"
+    recovered = "events: writing events and snapshots again"
 
     def __init__(
         self,
@@ -80,10 +82,25 @@ class EventsSink(Sink):
         self._db_error: Optional[str] = None
         self._write_error: Optional[str] = None
         self._snap_error: Optional[str] = None
-        self.recovered = 0  # events a kill left open, closed at start
+        self.cut_short = 0  # events a kill left open, closed at start
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
         self._thread.start()
+
+    @classmethod
+    def from_config(cls, cfg: Config, ctx: SinkContext) -> Optional[EventsSink]:
+        """The sink for ``cfg.events``; None when no rule is configured."""
+        e = cfg.events
+        if not e.rules:
+            return None
+        return cls(
+            events_dir(cfg),
+            snapshots=e.snapshots,
+            thumbnail=e.thumbnail,
+            jpeg_quality=e.jpeg_quality,
+            keep_days=e.keep_days,
+            max_bytes=e.max_bytes,
+        )
 
     # -- inference thread ------------------------------------------------------
     def classified(self, item: Classified) -> None:
@@ -132,11 +149,11 @@ class EventsSink(Sink):
             self._db_error = f"{exc}; classification goes on without keeping events"
             return None
         try:
-            self.recovered = store.startup(conn)
-            if self.recovered:
+            self.cut_short = store.startup(conn)
+            if self.cut_short:
                 log.info(
                     "%d event(s) left open by an earlier stop closed, marked cut short",
-                    self.recovered,
+                    self.cut_short,
                 )
             snapshots.sweep(self.dir)
             self._housekeeping(conn)
