@@ -146,7 +146,7 @@ class EventsSink(Sink):
         try:
             conn = store.open_writer(self.dir)
         except EventsError as exc:
-            self._db_error = f"{exc}; classification goes on without keeping events"
+            self._db_error = str(exc)
             return None
         try:
             self.cut_short = store.startup(conn)

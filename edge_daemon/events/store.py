@@ -115,7 +115,7 @@ def connect(path: str, *, readonly: bool = False, timeout: float = 5.0) -> sqlit
         raise EventsError(
             f"{path}: written by a newer edge-daemon (schema {version}, this one knows up to"
             f" {SCHEMA_VERSION}); upgrade edge-daemon, or move the file away to start a new"
-            " history"
+            " history (events are not kept until then)"
         )
     conn.row_factory = sqlite3.Row
     return conn

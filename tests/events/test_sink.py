@@ -120,7 +120,7 @@ def test_a_database_that_is_not_one_turns_the_sink_failing_and_is_left_alone(
     assert health.state == "failing"
     assert health.error == (
         f"{db}: not an SQLite database; move it away to start a new event history"
-        " (events are not kept until then); classification goes on without keeping events"
+        " (events are not kept until then)"
     )
     assert db.read_bytes() == b"PK\x03\x04 my photos archive"
     assert not (tmp_path / "snapshots").exists()
