@@ -59,3 +59,20 @@ def test_a_long_run_does_not_drift() -> None:
         last = smoother.update(f)
     expected = frames[-4:].astype(np.float64).mean(axis=0).reshape(-1) / 256
     assert np.array_equal(last, expected.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "zero", "window"), [(np.uint8, 0, 5), (np.int8, -128, 3), (np.uint8, 3, 300)]
+)
+def test_ranking_on_integer_sums_is_ranking_on_the_scores(
+    dtype: type, zero: int, window: int
+) -> None:
+    from edge_daemon.postprocess import top_k
+
+    rng = np.random.default_rng(7)
+    info = np.iinfo(dtype)
+    fast, slow = Smoother(window, 1 / 256, zero), Smoother(window, 1 / 256, zero)
+    for _ in range(40):
+        # Few distinct values, so ties are common: lower index first on both paths.
+        raw = rng.choice([info.min, 0, 5, info.max], size=(1, 50)).astype(dtype)
+        assert fast.top_k(raw, 7, 0.1) == top_k(slow.update(raw), 7, 0.1)
