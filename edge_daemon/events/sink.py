@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -43,6 +44,7 @@ class _Pending:
     urgent: bool = False
     image: Optional[np.ndarray] = None  # the best frame, not saved yet
     saved_at: float = -1e9  # monotonic time of the last snapshot written
+    recorded: bool = False  # the row names its snapshot files
     gone: bool = False  # deleted by the user while open
 
 
@@ -82,6 +84,7 @@ class EventsSink(Sink):
         self._db_error: Optional[str] = None
         self._write_error: Optional[str] = None
         self._snap_error: Optional[str] = None
+        self._snap_need = 0  # bytes of the snapshot a full disk refused
         self.cut_short = 0  # events a kill left open, closed at start
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
@@ -188,6 +191,7 @@ class EventsSink(Sink):
                 self._write(conn, batch, final=closing)
                 if closing:
                     return
+                self._check_space()
                 now = time.monotonic()
                 if now >= next_housekeeping:
                     next_housekeeping = now + RETENTION_INTERVAL
@@ -195,6 +199,19 @@ class EventsSink(Sink):
                         self._housekeeping(conn)  # a full disk: the next round tries again
         finally:
             conn.close()
+
+    def _check_space(self) -> None:
+        """After a full disk: clear the error once there is room again, even before
+        the next event needs it."""
+        if self._snap_error is None or not self._snap_need:
+            return
+        try:
+            st = os.statvfs(self.dir)
+        except OSError:
+            return
+        if st.f_bavail * st.f_frsize >= 2 * self._snap_need:
+            self._snap_error = None
+            self._snap_need = 0
 
     def _drain_forever(self) -> None:
         """Without a database: forget notices as they come, until closed."""
@@ -278,26 +295,32 @@ class EventsSink(Sink):
             if self.thumbnail
             else None
         )
+        size = 0
         try:
-            size = snapshots.write_whole(
-                self.dir, name, snapshots.encode_jpeg(image, self.jpeg_quality)
-            )
+            jpeg = snapshots.encode_jpeg(image, self.jpeg_quality)
+            size = len(jpeg)
+            snapshots.write_whole(self.dir, name, jpeg)
             if thumb:
-                size += snapshots.write_whole(
-                    self.dir, thumb, snapshots.encode_jpeg(image, self.jpeg_quality, self.thumbnail)
-                )
+                small = snapshots.encode_jpeg(image, self.jpeg_quality, self.thumbnail)
+                size += snapshots.write_whole(self.dir, thumb, small)
         except OSError as exc:
             self._snap_error = f"{self.dir}: cannot write snapshots: {_why(exc)}"
+            self._snap_need = max(size, 65536)
             p.saved_at = time.monotonic()
+            if not p.recorded:
+                store.remove_files(self.dir, [name, thumb])  # no row names them
             if not ended:
                 with self._cond:
                     if p.image is None:
                         p.image = image  # tried again after SNAPSHOT_INTERVAL
             return
         self._snap_error = None
+        self._snap_need = 0
         p.saved_at = time.monotonic()
         try:
-            if not store.set_snapshot(conn, ev["id"], name, thumb, size):
+            if store.set_snapshot(conn, ev["id"], name, thumb, size):
+                p.recorded = True
+            else:
                 p.gone = True
                 store.remove_files(self.dir, [name, thumb])
         except sqlite3.Error as exc:

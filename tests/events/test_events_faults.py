@@ -65,6 +65,8 @@ def rows(db: Path) -> dict[int, sqlite3.Row]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     conn.row_factory = sqlite3.Row
     try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            return {}  # being created by the daemon right now
         return {r["id"]: r for r in conn.execute("SELECT * FROM events")}
     finally:
         conn.close()
