@@ -170,31 +170,53 @@ def _line_of(path: Path, text: str) -> int:
     return next(i for i, line in enumerate(lines) if text in line) + 1
 
 
-def test_a_foreign_database_degrades_the_daemon_which_runs_on_and_leaves_the_file(
-    feeder: Path, tmp_path: Path
+def _newer(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, what TEXT)")
+    conn.execute("PRAGMA user_version = 42")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (
+            lambda db: db.write_bytes(b"not a database, but someone's notes\n" * 100),
+            "not an SQLite database; move it away to start a new event history"
+            " (events are not kept until then)",
+        ),
+        (
+            _newer,
+            "written by a newer edge-daemon (schema 42, this one knows up to 2); upgrade"
+            " edge-daemon, or move the file away to start a new history (events are not kept"
+            " until then)",
+        ),
+    ],
+)
+def test_a_foreign_or_newer_database_degrades_the_daemon_which_runs_on_and_leaves_the_file(
+    feeder: Path, tmp_path: Path, make: Callable[[Path], Any], reason: str
 ) -> None:
     events_dir = tmp_path / "events"
     events_dir.mkdir()
     db = events_dir / "events.db"
-    db.write_bytes(b"not a database, but someone's notes\n" * 100)
+    make(db)
     before = db.read_bytes()
     done = run_cli("run", "--config", str(feeder))
     assert done.returncode == 0, done.stderr
     errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1, done.stderr
-    assert errors[0].endswith(
-        f"{db}: not an SQLite database; move it away to start a new event history"
-        " (events are not kept until then); classification goes on"
-    )
+    assert errors[0].endswith(f"{db}: {reason}; classification goes on")
     assert db.read_bytes() == before
     predictions = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
     assert len(predictions) == sum(n for _, n in PASS) * 2  # every frame still classified
     status = json.loads((tmp_path / "out" / "status.json").read_text())
-    assert status["outputs"]["events"]["state"] == "failing"
-    assert "not an SQLite database" in status["outputs"]["events"]["last_error"]
+    assert status["outputs"]["events"] == {"state": "failing", "last_error": f"{db}: {reason}"}
     listed = run_cli("events", "--config", str(feeder))
-    assert listed.returncode == 7 and "not an SQLite database" in listed.stderr
+    assert listed.returncode == 7
+    assert listed.stderr == f"edge-daemon: error: {db}: {reason}\n"
     assert db.read_bytes() == before
+    assert not (events_dir / "snapshots").exists()
 
 
 def test_the_cli_reads_while_the_daemon_writes_without_an_error(
