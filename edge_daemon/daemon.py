@@ -23,10 +23,8 @@ from . import notify
 from .capture import CaptureThread
 from .config import Config, load_config
 from .errors import EdgeDaemonError
-from .events import events_dir
-from .events.history import seed
-from .events.labels import LabelIndex
-from .events.rules import Rule, Tracker, compile_rules
+from .events.engine import rules_for, tracker_for
+from .events.rules import Tracker
 from .journal import journal_fields
 from .model import LoadedModel, load_model
 from .pipeline import Classifier, Result
@@ -264,11 +262,11 @@ class Daemon:
         runtime = load_runtime(self.cfg.engine.runtime)
         model = load_model(self.cfg, runtime)
         try:
-            rules = self._rules(model, self.cfg)
+            rules = rules_for(self.cfg, model.labels)  # unknown labels: ConfigError
         except EdgeDaemonError:
             model.close()
             raise
-        self.tracker, self._notices = self._tracker(model, self.cfg, rules)
+        self.tracker, _ = tracker_for(None, rules, self.cfg, model.name, model.sha256)
         self._use_model(model, self.cfg)
         self._announce_model()
         self.capture = _capture(self.cfg, model)
@@ -284,26 +282,6 @@ class Daemon:
         info = model_info(model)
         for sink in self._sink_list:
             sink.model(info)
-
-    @staticmethod
-    def _rules(model: LoadedModel, cfg: Config) -> list[Rule]:
-        """The event rules with their labels checked against ``model``'s (ConfigError)."""
-        if not cfg.events.rules:
-            return []
-        labels = LabelIndex(len(model.labels.labels) + model.labels.offset, model.labels.label)
-        return compile_rules(cfg.events.rules, labels, cfg.file)
-
-    def _tracker(
-        self, model: LoadedModel, cfg: Config, rules: list[Rule]
-    ) -> tuple[Optional[Tracker], tuple[EventNotice, ...]]:
-        """The rules engine for ``model``, and the end notices of events the change closes."""
-        now = time.time()
-        if not rules:
-            return None, self.tracker.close_all(now) if self.tracker else ()
-        if self.tracker is None:
-            next_id, today = seed(events_dir(cfg), now)
-            return Tracker(rules, model.name, model.sha256, next_id, today), ()
-        return self.tracker.successor(rules, model.name, model.sha256)
 
     def _announce_model(self) -> None:
         m = self.model
@@ -523,7 +501,7 @@ class Daemon:
             )
             if size_changed or cfg.source != old_cfg.source:
                 capture = _capture(cfg, model)
-            rules = self._rules(model, cfg)
+            rules = rules_for(cfg, model.labels)
             self._open_outputs(cfg, old_cfg)
         except Exception as exc:  # a reload must never take the daemon down
             if model is not None:
@@ -539,7 +517,7 @@ class Daemon:
             notify.ready(self.notifier, self._status_line())
             self._write_status()
             return
-        self.tracker, ended = self._tracker(model, cfg, rules)
+        self.tracker, ended = tracker_for(self.tracker, rules, cfg, model.name, model.sha256)
         self._notices += ended
         self._use_model(model, cfg)
         if capture is not None:

@@ -82,9 +82,9 @@ def integrity(db: Path) -> str:
 
 @pytest.fixture
 def kill_config(write_config: Callable[..., Path], tmp_path: Path) -> Path:
-    # 20 fps: a second of birds (an event), a second without (it ends after 0.3 s).
+    # 20 fps: two seconds of birds (an event), half a second without (it ends after 0.3 s).
     return write_config(
-        source=str(birds_then_nothing(tmp_path, 20, 20)),
+        source=str(birds_then_nothing(tmp_path, 40, 10)),
         delegates=["cpu"],
         overrides={
             "source": {"loop": True, "fps": 20},
@@ -125,7 +125,8 @@ def test_sigkill_mid_event_loses_nothing_and_the_next_start_closes_it_cut_short(
                 row = rows(db)[i]
                 assert row["cut_short"] == 1 and row["end"] >= last_seen
             killed_open = {}
-            wait_until(lambda: len(rows(db)) > 0, "a first event", alive)
+            known = max(rows(db), default=0)
+            wait_until(lambda k=known: max(rows(db), default=0) > k, "an event of this run", alive)
             time.sleep(rng.uniform(0.2, 2.5))
         finally:
             proc.send_signal(signal.SIGKILL)
