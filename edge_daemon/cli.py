@@ -91,6 +91,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     setup_logging("WARNING", debug=args.debug)
     model = load_model(cfg)
     try:
+        from .events import events_dir
+        from .events.engine import rules_for
+
+        rules = rules_for(cfg, model.labels)  # rule labels checked against the model's
         e, i = model.engine, model.input
         quant = f"scale {i.scale:g}, zero point {i.zero_point}" if i.scale else "not quantized"
         out = e.output
@@ -108,6 +112,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             + (f" {cfg.source.path}" if cfg.source.kind == "files" else ""),
             "prediction_log": cfg.outputs.prediction_log or "off",
             "status_file": cfg.outputs.status_file or "off",
+            "events": (
+                f"{len(rules)} rule{'s' if len(rules) != 1 else ''}"
+                f" ({', '.join(r.name for r in rules)}), kept in {events_dir(cfg)}"
+                if rules
+                else "off"
+            ),
         }
         if args.json:
             print(json.dumps(summary))

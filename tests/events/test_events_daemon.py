@@ -268,3 +268,23 @@ def test_the_cli_reads_while_the_daemon_writes_without_an_error(
         daemon.terminate()
         daemon.wait(60)
     assert daemon.returncode == 0
+
+
+def test_check_lists_the_rules_and_checks_their_labels(
+    feeder: Path, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    ok = run_cli("check", "--json", "--config", str(feeder))
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["events"] == (
+        f"2 rules (birds, cats), kept in {tmp_path / 'events'}"
+    )
+    bad = write_config(
+        delegates=["cpu"],
+        name="bad.yaml",
+        overrides={"events": {"rules": [{"name": "tits", "labels": ["chickadeee"]}]}},
+    )
+    refused = run_cli("check", "--config", str(bad))
+    assert refused.returncode == 2
+    assert 'events.rules[0].labels: unknown label "chickadeee" (did you mean "chickadee"?)' in (
+        refused.stderr
+    )
