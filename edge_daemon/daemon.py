@@ -544,6 +544,8 @@ class Daemon:
         if self.state != "failed":
             self.state = "stopped"
         self.reason = None
+        if self.tracker is not None:
+            self.tracker.close_all(time.time())  # the events sink closes their rows itself
         self._write_status(force=True)
         for sink in self._sink_list:
             sink.close()

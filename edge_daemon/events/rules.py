@@ -31,8 +31,9 @@ from ..sinks.base import EventNotice
 from ..sinks.prediction_log import iso_utc
 from .labels import LabelError, LabelIndex, first_name
 
-# Seconds between "still there" updates of an open event.
-HEARTBEAT = 1.0
+# Seconds between "still there" updates of an open event: how stale an open
+# event's last sighting (and frame count) in the database can be after a stop.
+HEARTBEAT = 0.25
 
 # The fields of an event, in the order the database, --json and the API list them.
 FIELDS = (

@@ -10,7 +10,7 @@ import pytest
 from edge_daemon.config import RuleConfig, parse_config
 from edge_daemon.errors import ConfigError
 from edge_daemon.events.labels import LabelIndex
-from edge_daemon.events.rules import FIELDS, Rule, Tracker, compile_rules
+from edge_daemon.events.rules import FIELDS, HEARTBEAT, Rule, Tracker, compile_rules
 from edge_daemon.postprocess import Prediction
 from edge_daemon.sinks.base import EventNotice
 
@@ -102,10 +102,12 @@ def test_flicker_smaller_than_end_after_keeps_one_event() -> None:
 
 def test_heartbeat_updates_tell_when_it_was_last_seen() -> None:
     tracker = Tracker([rule(min_frames=1)], "m", "s")
-    notices = play(tracker, [(t * 0.25, 1, 0.9) for t in range(12)])
+    step = HEARTBEAT / 4
+    notices = play(tracker, [(t * step, 1, 0.9) for t in range(12)])
     beats = [n for n in notices if n.type == "update" and not n.best]
-    assert len(beats) == 2  # at 1.0 and 2.0 s, not every frame
-    assert beats[-1].event["last_seen"] == pytest.approx(2.0)
+    assert len(beats) == 2  # one every HEARTBEAT seconds, not every frame
+    assert beats[-1].event["last_seen"] == pytest.approx(8 * step)
+    assert beats[-1].event["frames"] == 9
 
 
 def test_two_rules_run_side_by_side_with_one_id_counter() -> None:
