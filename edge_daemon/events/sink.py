@@ -188,7 +188,7 @@ class EventsSink(Sink):
                     if closing:
                         self._cut_open_events()
                     batch = self._take()
-                self._write(conn, batch, final=closing)
+                self._write(conn, batch)
                 if closing:
                     return
                 self._check_space()
@@ -245,7 +245,7 @@ class EventsSink(Sink):
                 p.dirty = p.urgent = False
         return out
 
-    def _write(self, conn: sqlite3.Connection, batch: list[Any], *, final: bool) -> None:
+    def _write(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         if not batch:
             return
         rows = [(key, ev, new) for key, p, ev, new, _ in batch if not p.gone]
