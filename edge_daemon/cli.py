@@ -199,6 +199,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("latency   " + ", ".join(f"{k} {v} ms" for k, v in lat.items() if v is not None))
     if top:
         print(f"top-1     {top['label']} ({top['score']:.3f})")
+    events = status.get("events")
+    if isinstance(events, dict):
+        today = events.get("today") or {}
+        counts = today.get("labels") or {}
+        busiest = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+        opened = ", ".join(
+            f"{e['label'].split(',')[0]} (#{e['id']})" for e in events.get("open", [])
+        )
+        print(
+            f"events    {today.get('events', 0)} today"
+            + (f" ({busiest})" if busiest else "")
+            + (f"; now: {opened}" if opened else "")
+        )
     if status.get("last_error"):
         print(f"error     {status.get('last_error_at')}: {status['last_error']}")
     return code

@@ -288,3 +288,10 @@ def test_check_lists_the_rules_and_checks_their_labels(
     assert 'events.rules[0].labels: unknown label "chickadeee" (did you mean "chickadee"?)' in (
         refused.stderr
     )
+
+
+def test_status_shows_todays_events(feeder: Path) -> None:
+    assert run_cli("run", "--config", str(feeder)).returncode == 0
+    shown = run_cli("status", "--config", str(feeder))
+    line = next(x for x in shown.stdout.splitlines() if x.startswith("events"))
+    assert line == "events    6 today (Egyptian cat 2, chickadee 2, macaw 2)"
