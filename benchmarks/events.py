@@ -10,7 +10,9 @@ short windows, parked between them (``PausableDaemon`` from compare.py):
 - **on**: ``model.smoothing: 5`` and two rules (``@birds``, ``@cats``) that
   fire on the photos, with snapshots and thumbnails, so events start, improve
   and end all the time (far more often than at a bird feeder: a worst case
-  for the SQLite writer and the JPEG encoder).
+  for the SQLite writer and the JPEG encoder). The files source delivers the
+  640x480 JPEGs decoded at half size (320x240) and snapshots are of those;
+  the cost of encoding a whole 640x480 frame is printed beside.
 
 The verdict is the median of the per-pair ratios on/off (target >= 0.97x).
 It also prints the events made, and the cost of smoothing one frame (the
@@ -115,6 +117,16 @@ def smoothing_cost(repeat: int) -> tuple[float, float]:
     return a, b
 
 
+def snapshot_cost(images: Path, repeat: int) -> float:
+    """Milliseconds to encode one 640x480 frame as a snapshot JPEG (the writer thread's work)."""
+    from edge_daemon.events.snapshots import encode_jpeg
+
+    photo = next(p for p in sorted(images.iterdir()) if p.suffix in (".jpg", ".bmp"))
+    with Image.open(photo) as img:
+        frame = np.asarray(img.convert("RGB").resize((640, 480)))
+    return min(timeit.repeat(lambda: encode_jpeg(frame, 85), number=20, repeat=repeat)) / 20 * 1e3
+
+
 def main(argv: list[str] | None = None) -> int:
     shared = REPO.parent / "shared"
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -139,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     plain_us, smooth_us = smoothing_cost(3 if args.quick else 7)
     print(f"smoothing ({SMOOTHING} frames, 1001 classes): top-k alone {plain_us:.1f} us/frame,")
     print(f"   moving average + top-k {smooth_us:.1f} us/frame (+{smooth_us - plain_us:.1f} us)")
+    jpeg_ms = snapshot_cost(args.images, 3 if args.quick else 7)
+    print(f"a 640x480 snapshot: {jpeg_ms:.1f} ms to encode, on the events writer thread")
 
     with tempfile.TemporaryDirectory(prefix="edge-events-bench-") as tmp:
         work = Path(tmp)
