@@ -187,3 +187,19 @@ def test_full_disk_keeps_rows_without_snapshots_and_snapshots_resume(disk: Path)
     assert history.snapshot_file(4) is not None
     conn = store.connect(store.db_path(str(disk)), readonly=True)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_an_event_deleted_by_the_user_while_open_stays_deleted(tmp_path: Path) -> None:
+    sink = EventsSink(str(tmp_path))
+    image = make_image(64, 48)
+    t = time.time()
+    sink.classified(frame(1, image, EventNotice("start", event(1, t), best=True)))
+    wait_until(sink.flushed, "the start written")
+    conn = store.open_writer(str(tmp_path))  # what `edge-daemon events delete 1` does
+    assert store.delete_events(conn, str(tmp_path), [1]) == [1]
+    conn.close()
+    sink.classified(frame(2, image, EventNotice("update", event(1, t, score=0.9), best=True)))
+    sink.classified(frame(3, image, EventNotice("end", event(1, t, score=0.9, end=t + 1))))
+    sink.close()
+    assert EventHistory(str(tmp_path)).list() == []
+    assert not list(tmp_path.rglob("*.jpg"))
