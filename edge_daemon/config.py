@@ -371,10 +371,10 @@ def _convert(tp: Any, node: yaml.Node, meta: dict[str, Any], path: str = "") -> 
 
 def _mapping_list(cls: Any, node: yaml.Node, path: str) -> list[Any]:
     """A list of mappings, each checked as a ``cls`` (``events.rules[0].min_score``)."""
-    if isinstance(node, yaml.ScalarNode) and _scalar(node) is None:
-        return []
     if not isinstance(node, yaml.SequenceNode):
-        raise _Invalid(f"must be a list of mappings (got {_show(_plain(node))})", node)
+        got = _plain(node)
+        hint = "; write [] for none" if got is None else ""
+        raise _Invalid(f"must be a list of mappings{hint} (got {_show(got)})", node)
     items = []
     for i, item in enumerate(node.value):
         built, _ = _section(cls, item, f"{path}[{i}]", required=True)

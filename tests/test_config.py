@@ -352,3 +352,10 @@ def test_event_rules_defaults_and_paths() -> None:
     assert rule.line == 4
     assert cfg.events.dir == "/srv/ev"
     assert parse_config("").events.rules == []
+
+
+def test_no_event_rules_is_an_empty_list_not_an_empty_key() -> None:
+    assert config_error("events:\n  rules:\n") == (
+        "config.yaml:2: events.rules: must be a list of mappings; write [] for none (got null)"
+    )
+    assert parse_config("events:\n  rules: []\n").events.rules == []
