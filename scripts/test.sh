@@ -66,6 +66,16 @@ case $outputs_status in
   *) echo "benchmark: benchmarks/outputs.py failed (exit $outputs_status)" >&2; exit "$outputs_status" ;;
 esac
 
+# Events and snapshots on against off, side by side (the short form, under a
+# minute); a missed target is reported, not a failure, as above.
+events_status=0
+"$venv/bin/python" benchmarks/events.py --quick || events_status=$?
+case $events_status in
+  0) ;;
+  1) echo "benchmark: the events target was missed on this machine (figures above); not a failure" ;;
+  *) echo "benchmark: benchmarks/events.py failed (exit $events_status)" >&2; exit "$events_status" ;;
+esac
+
 # ai-edge-litert with NumPy 2, as a Pi 64-bit install gets it by default.
 venv2=${VENV2:-.venv-test-np2}
 [ -x "$venv2/bin/python" ] || "$python" -m venv "$venv2"

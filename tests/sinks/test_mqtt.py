@@ -88,7 +88,9 @@ def test_state_status_availability_and_discovery(
 ) -> None:
     sink = sinks(mqtt_cfg(mosquitto))
     sink.model(
-        ModelInfo("mobilenet.tflite", "/m/mobilenet.tflite", "ab", "litert", "cpu", [], 224, 224)
+        ModelInfo(
+            "mobilenet.tflite", "/m/mobilenet.tflite", "ab", "litert", "cpu", [], str, 224, 224
+        )
     )
     sink.status(status_object())
     sink.classified(item(1))
