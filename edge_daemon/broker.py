@@ -86,7 +86,7 @@ def check_resolvable(host: str) -> None:
 
 
 def make_client(cfg: MqttConfig, client_id: str, **callbacks: Any) -> Any:
-    """A paho client (callback API 2) with credentials, TLS and a queue bound from ``cfg``.
+    """A paho client (callback API 2) with credentials and TLS from ``cfg``.
 
     Its ``reconnect()`` remembers the exception of a failed attempt in
     ``last_connect_error`` (paho's own retry loop swallows it), so the reason
@@ -137,7 +137,6 @@ def make_client(cfg: MqttConfig, client_id: str, **callbacks: Any) -> Any:
                 " cert_file and key_file are PEM files that belong together"
             ) from None
         client.tls_insecure_set(cfg.tls.insecure)
-    client.max_queued_messages_set(cfg.max_queued)
     client.reconnect_delay_set(min_delay=1, max_delay=max(1, round(cfg.reconnect_max)))
     for name, fn in callbacks.items():
         setattr(client, name, fn)

@@ -218,7 +218,7 @@ class MqttConfig:
     )
     max_queued: int = _key(
         100,
-        "QoS 1/2 messages kept while the broker is away; beyond, new ones are dropped",
+        "QoS 1/2 messages kept while the broker is away; beyond, the oldest are dropped",
         lo=1,
         hi=100_000,
     )

@@ -58,7 +58,11 @@ SINKS: dict[str, SinkKind] = {
         PredictionLogSink.from_config,
     ),
     "status_file": SinkKind(lambda c: c.outputs.status_file, StatusFileSink.from_config),
-    "mqtt": SinkKind(lambda c: c.mqtt, lambda cfg, ctx: _mqtt().make_mqtt_sink(cfg, ctx)),
+    # The rule names are part of it: they are Home Assistant entities and topics.
+    "mqtt": SinkKind(
+        lambda c: (c.mqtt, tuple(r.name for r in c.events.rules), c.events.jpeg_quality),
+        lambda cfg, ctx: _mqtt().make_mqtt_sink(cfg, ctx),
+    ),
     # Rules are not part of it: editing a rule keeps the writer (and open events).
     "events": SinkKind(_events_section, _make_events),
 }

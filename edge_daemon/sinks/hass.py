@@ -155,6 +155,22 @@ def config_topic(discovery_prefix: str, entity: Entity, node: str) -> str:
     return f"{discovery_prefix}/{entity.component}/{node}/{entity.object_id}/config"
 
 
+def device_block(
+    device: str, configuration_url: Optional[str] = None, model: Optional[str] = None
+) -> dict[str, Any]:
+    """The ``device`` of every entity of this Pi (one Home Assistant device per Pi)."""
+    dev: dict[str, Any] = {
+        "identifiers": [f"edge_daemon_{device}"],
+        "name": device,
+        "manufacturer": "edge-daemon",
+        "model": model or hardware_model(),
+        "sw_version": __version__,
+    }
+    if configuration_url:
+        dev["configuration_url"] = configuration_url
+    return dev
+
+
 def discovery_messages(
     *,
     discovery_prefix: str,
@@ -170,15 +186,7 @@ def discovery_messages(
     unique_id and default_entity_id); ``extra`` entities come after the
     built-in ones and get the same device, origin and availability.
     """
-    dev: dict[str, Any] = {
-        "identifiers": [f"edge_daemon_{device}"],
-        "name": device,
-        "manufacturer": "edge-daemon",
-        "model": model or hardware_model(),
-        "sw_version": __version__,
-    }
-    if configuration_url:
-        dev["configuration_url"] = configuration_url
+    dev = device_block(device, configuration_url, model)
     messages = []
     for entity in [*builtin_entities(topics), *extra]:
         slug = f"{device}_{entity.object_id}".lower().replace("-", "_")

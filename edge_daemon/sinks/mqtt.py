@@ -11,6 +11,10 @@ Topics, with ``base`` = <topic_prefix>/<device>:
   most every ``attributes_interval`` seconds.
 - ``base/status``: the daemon's status object, retained.
 - ``base/command/reload`` (only with ``mqtt.commands``): reload, as SIGHUP does.
+- With event rules: ``base/events`` (each event's start, better frame and end,
+  QoS 1, not retained), ``base/rules/RULE`` (ON/OFF, retained) and
+  ``base/snapshot`` (the latest ended event's best frame, JPEG, retained); see
+  ``edge_daemon.events.mqtt``.
 
 The inference thread only drops the latest frame and status into slots; one
 thread of this sink decides what to send and hands it to paho, whose own
@@ -21,17 +25,21 @@ the newest ones are sent.
 
 from __future__ import annotations
 
+import collections
 import json
 import random
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, Callable, Optional
+
+import numpy as np
 
 from .. import broker
 from ..config import Config, MqttConfig
 from ..errors import EdgeDaemonError
-from .base import Classified, ModelInfo, Sink, SinkContext, SinkHealth
-from .hass import Entity, Topics, discovery_messages
+from .base import Classified, EventNotice, ModelInfo, Sink, SinkContext, SinkHealth
+from .hass import Entity, Topics, device_block, discovery_messages
 from .prediction_log import iso_utc
 
 # How long close() waits for the last status and "offline" to reach the broker.
@@ -39,6 +47,10 @@ _CLOSE_TIMEOUT = 3.0
 # Home Assistant restarted: resend discovery after a random delay up to this (s),
 # so a fleet of Pis does not answer all at once.
 _REDISCOVER_SPREAD = 2.0
+# paho's MQTT_ERR_NO_CONN.
+_NO_CONN = 4
+# Event notices waiting for this sink's thread (a burst beyond is dropped, oldest first).
+_EVENTS_PENDING = 256
 
 
 def state_due(
@@ -90,6 +102,8 @@ class MqttSink(Sink):
         ctx: Optional[SinkContext] = None,
         *,
         extra_entities: Optional[Callable[[], list[Entity]]] = None,
+        rules: Sequence[str] = (),
+        jpeg_quality: int = 85,
     ) -> None:
         assert cfg.host is not None
         self.cfg = cfg
@@ -116,6 +130,23 @@ class MqttSink(Sink):
         self._attr_at: Optional[float] = None
         self._attr_frame = 0
         self._discovery_at: Optional[float] = None
+        # Events (edge_daemon.events): notices to publish, the rules now ON,
+        # the best frame of each open event, the latest snapshot to send.
+        self.rules = list(rules)
+        self.jpeg_quality = jpeg_quality
+        self._notices: collections.deque[EventNotice] = collections.deque(maxlen=_EVENTS_PENDING)
+        self._open_rules: set[str] = set()
+        self._best_frames: Any = None
+        self._event_messages: Any = None
+        self._snapshot: Optional[np.ndarray] = None
+        self._offline: collections.deque[tuple[str, str | bytes, bool, int]] = collections.deque(
+            maxlen=cfg.max_queued
+        )
+        if self.rules:
+            from ..events.mqtt import BestFrames, EventMessages
+
+            self._best_frames = BestFrames()
+            self._event_messages = EventMessages(self.topics.base)
         self.client = broker.make_client(
             cfg,
             f"edge-daemon-{self.device}",
@@ -138,8 +169,15 @@ class MqttSink(Sink):
             self._cond.notify()
 
     def classified(self, item: Classified) -> None:
+        ended: list[tuple[dict[str, Any], np.ndarray]] = []
+        if item.events and self._best_frames is not None:
+            ended = self._best_frames.observe(item)  # copies a frame only when it is the best
         with self._cond:
             self._item = item
+            if item.events and self.rules:
+                self._notices.extend(item.events)
+                for _event, image in ended:
+                    self._snapshot = image
             self._cond.notify()
 
     def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
@@ -212,10 +250,25 @@ class MqttSink(Sink):
                 self._cond.notify()
 
     # -- this sink's thread --------------------------------------------------------------
-    def publish(self, topic: str, payload: str, *, retain: bool = False) -> bool:
-        """Hand one message to paho (queued, bounded by mqtt.max_queued, while away)."""
-        info = self.client.publish(topic, payload, qos=self.cfg.qos, retain=retain)
-        if info.rc == 0:
+    def publish(
+        self, topic: str, payload: str | bytes, *, retain: bool = False, qos: Optional[int] = None
+    ) -> bool:
+        """Hand one message to paho. While the broker is away, QoS 1/2 messages wait
+        here, at most mqtt.max_queued of them (beyond, the oldest are dropped and
+        counted); they go out after the next connect's availability and discovery."""
+        q = self.cfg.qos if qos is None else qos
+        if not self._connected:
+            if q == 0:
+                self.dropped += 1
+                return False
+            with self._cond:
+                if len(self._offline) == self._offline.maxlen:
+                    self.dropped += 1
+                self._offline.append((topic, payload, retain, q))
+            return True
+        info = self.client.publish(topic, payload, qos=q, retain=retain)
+        # NO_CONN: a QoS 0 message is lost, a QoS 1/2 one waits in paho for the connection.
+        if info.rc == 0 or (info.rc == _NO_CONN and q > 0):
             self.published += 1
             return True
         self.dropped += 1
@@ -240,7 +293,8 @@ class MqttSink(Sink):
         """What to send now (called with the lock held), and when to look again."""
         jobs: list[Callable[[], object]] = []
         if not self._connected:
-            return jobs, None
+            # Events are a history: they wait (bounded by mqtt.max_queued) in paho's queue.
+            return self._plan_events(now, connected=False), None
         cfg = self.cfg
         if self._announce:
             self._announce = False
@@ -250,9 +304,18 @@ class MqttSink(Sink):
             jobs.append(lambda: self.publish(self.topics.availability, "online", retain=True))
             if cfg.discovery:
                 jobs.append(self._send_discovery)
+            if self.rules:
+                from ..events.mqtt import rule_states
+
+                states = rule_states(self.topics.base, self.rules, set(self._open_rules))
+                jobs.append(lambda: self._send_all(states))
         if self._discovery_at is not None and now >= self._discovery_at:
             self._discovery_at = None
             jobs.append(self._send_discovery)
+        if self._offline:  # what waited while the broker was away, after the announcement
+            waited = list(self._offline)
+            self._offline.clear()
+            jobs.append(lambda: self._send_all(waited))
         wake = self._discovery_at
         item = self._item
         if item is not None:
@@ -285,21 +348,68 @@ class MqttSink(Sink):
                 jobs.append(lambda: self.publish(self.topics.attributes, attrs, retain=True))
             elif now < attr_due:
                 wake = attr_due if wake is None else min(wake, attr_due)
+        jobs.extend(self._plan_events(now))
         if self._status_dirty and self._status is not None:
             self._status_dirty = False
             status = _json(self._status)
             jobs.append(lambda: self.publish(self.topics.status, status, retain=True))
         return jobs, wake
 
+    def _plan_events(self, now: float, connected: bool = True) -> list[Callable[[], object]]:
+        """Jobs for pending event notices and, when connected, the latest snapshot."""
+        if self._event_messages is None:
+            return []
+        messages = []
+        while self._notices:
+            notice = self._notices.popleft()
+            rule = str(notice.event.get("rule"))
+            if notice.type == "start":
+                self._open_rules.add(rule)
+            elif notice.type == "end":
+                self._open_rules.discard(rule)
+            messages.extend(self._event_messages(notice, now))
+        jobs: list[Callable[[], object]] = []
+        if messages:
+            jobs.append(lambda: self._send_all(messages))
+        image, self._snapshot = (self._snapshot, None) if connected else (None, self._snapshot)
+        if image is not None:
+            jobs.append(lambda: self._send_snapshot(image))
+        return jobs
+
+    def _send_all(self, messages: Sequence[tuple[str, str | bytes, bool, int]]) -> None:
+        for topic, payload, retain, qos in messages:
+            self.publish(topic, payload, retain=retain, qos=qos)
+
+    def _send_snapshot(self, image: np.ndarray) -> None:
+        from ..events.mqtt import snapshot_message
+        from ..events.snapshots import encode_jpeg
+
+        jpeg = encode_jpeg(image, self.jpeg_quality)
+        self._send_all([snapshot_message(self.topics.base, jpeg)])
+
     def _send_discovery(self) -> None:
-        for topic, payload in discovery_messages(
+        messages = discovery_messages(
             discovery_prefix=self.cfg.discovery_prefix,
             device=self.device,
             topics=self.topics,
             configuration_url=self.cfg.configuration_url,
             extra=self.extra_entities(),
-        ):
+        )
+        for topic, payload in messages:
             self.publish(topic, payload, retain=True)
+        if self.rules:
+            from ..events.mqtt import discovery_messages as event_discovery
+
+            self._send_all(
+                event_discovery(
+                    prefix=self.cfg.discovery_prefix,
+                    node_id=self.device,
+                    base=self.topics.base,
+                    rules=self.rules,
+                    device=device_block(self.device, self.cfg.configuration_url),
+                    availability=[{"topic": self.topics.availability}],
+                )
+            )
 
 
 def make_mqtt_sink(cfg: Config, ctx: SinkContext) -> Optional[Sink]:
@@ -307,7 +417,12 @@ def make_mqtt_sink(cfg: Config, ctx: SinkContext) -> Optional[Sink]:
     if cfg.mqtt.host is None:
         return None
     try:
-        return MqttSink(cfg.mqtt, ctx)
+        return MqttSink(
+            cfg.mqtt,
+            ctx,
+            rules=[r.name for r in cfg.events.rules],
+            jpeg_quality=cfg.events.jpeg_quality,
+        )
     except EdgeDaemonError:
         raise
     except (OSError, ValueError) as exc:

@@ -335,3 +335,72 @@ def test_an_unreadable_password_file_is_a_config_error(tmp_path: Any) -> None:
     cfg = MqttConfig(host="127.0.0.1", username="u", password_file=str(tmp_path / "nope"))
     with pytest.raises(ConfigError, match=r"mqtt\.password_file not found"):
         MqttSink(cfg)
+
+
+def notice(kind: str, event_id: int, best: bool = True) -> Any:
+    from edge_daemon.sinks.base import EventNotice
+
+    event = {"id": event_id, "rule": "birds", "label": "macaw", "index": 89, "start": 1.0,
+             "end": 2.0 if kind == "end" else None, "score": 0.9, "frames": 3}  # fmt: skip
+    return EventNotice(kind, event, best)  # type: ignore[arg-type]
+
+
+def with_events(n: int, *notices: Any) -> Classified:
+    base = item(n)
+    image = np.full((48, 64, 3), 120, np.uint8)
+    return Classified(n, base.name, base.captured_at, image, base.predictions, base.smoothed,
+                      base.inference_ms, tuple(notices))  # fmt: skip
+
+
+def test_events_rule_states_snapshot_and_their_entities(
+    mosquitto: Mosquitto, sub: Subscriber, sinks: Any
+) -> None:
+    sink = MqttSink(mqtt_cfg(mosquitto), rules=["birds", "cats"])
+    try:
+        sub.wait_for(f"{BASE}/rules/cats", lambda m: m.payload == b"OFF")
+        sink.classified(with_events(1, notice("start", 7)))
+        sub.wait_for(f"{BASE}/rules/birds", lambda m: m.payload == b"ON")
+        start = sub.wait_for(f"{BASE}/events").json()
+        assert (start["type"], start["rule"], start["id"]) == ("start", "birds", 7)
+        sink.classified(with_events(2, notice("end", 7, best=False)))
+        sub.wait_for(f"{BASE}/rules/birds", lambda m: m.payload == b"OFF")
+        end = sub.wait_for(f"{BASE}/events", lambda m: m.json()["type"] == "end")
+        assert end.json()["id"] == 7
+        snapshot = sub.wait_for(f"{BASE}/snapshot")
+        assert snapshot.payload[:2] == b"\xff\xd8"  # the best frame, as JPEG
+        # Home Assistant: an event binary_sensor per rule and the snapshot's image entity.
+        rule = sub.wait_for("homeassistant/binary_sensor/pi-test/pi-test_event_birds/config")
+        config = rule.json()
+        assert config["state_topic"] == f"{BASE}/rules/birds"
+        assert config["availability"] == [{"topic": f"{BASE}/availability"}]
+        assert config["device"]["identifiers"] == ["edge_daemon_pi-test"]
+        image = sub.wait_for("homeassistant/image/pi-test/pi-test_event_snapshot/config").json()
+        assert image["image_topic"] == f"{BASE}/snapshot"
+    finally:
+        sink.close()
+
+
+def test_events_wait_for_the_broker_in_a_bounded_queue(mosquitto: Mosquitto, sinks: Any) -> None:
+    sink = MqttSink(mqtt_cfg(mosquitto, max_queued=5), rules=["birds"])
+    try:
+        sub = Subscriber(mosquitto, f"{BASE}/#")
+        sub.wait_for(f"{BASE}/availability", lambda m: m.text == "online")
+        sub.close()
+        mosquitto.kill()
+        wait_until(lambda: sink.health().state == "failing")
+        for i in range(1, 21):  # 20 events start while the broker is away
+            sink.classified(with_events(i, notice("start", i)))
+        wait_until(lambda: sink.dropped > 0)
+        mosquitto.start()
+        sub = Subscriber(mosquitto, f"{BASE}/#")
+        try:
+            sub.wait_for(f"{BASE}/availability", lambda m: m.text == "online")
+            sub.wait_for(f"{BASE}/events")
+            time.sleep(1.0)
+            delivered = [m.json()["id"] for m in sub.on(f"{BASE}/events")]
+            assert 1 <= len(delivered) <= 5, delivered  # what waited, never more than max_queued
+            assert sink.dropped >= 15
+        finally:
+            sub.close()
+    finally:
+        sink.close()
