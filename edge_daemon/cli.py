@@ -112,6 +112,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             + (f" {cfg.source.path}" if cfg.source.kind == "files" else ""),
             "prediction_log": cfg.outputs.prediction_log or "off",
             "status_file": cfg.outputs.status_file or "off",
+            "mqtt": (
+                f"{cfg.mqtt.host}:{cfg.mqtt.port}" + (" (tls)" if cfg.mqtt.tls else "")
+                if cfg.mqtt.host
+                else "off"
+            ),
             "events": (
                 f"{len(rules)} rule{'s' if len(rules) != 1 else ''}"
                 f" ({', '.join(r.name for r in rules)}), kept in {events_dir(cfg)}"
