@@ -196,6 +196,9 @@ class MqttSink(Sink):
                 self._cond.notify()
             self._thread.join(_CLOSE_TIMEOUT)
             if self._connected:
+                # The daemon closes open events itself at a stop: no rule stays ON.
+                for rule in sorted(self._open_rules):
+                    self.client.publish(f"{self.topics.base}/rules/{rule}", b"OFF", 1, True)
                 info = self.client.publish(self.topics.availability, "offline", qos=1, retain=True)
                 info.wait_for_publish(_CLOSE_TIMEOUT)
                 self.client.disconnect()

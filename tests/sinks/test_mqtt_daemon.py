@@ -83,7 +83,7 @@ def start_daemon(
 ) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
-    def start(mqtt: dict[str, Any], name: str = "pi") -> Daemon:
+    def start(mqtt: dict[str, Any], name: str = "pi", **sections: Any) -> Daemon:
         out = tmp_path / name
         config = write_config(
             source=str(frames),
@@ -97,6 +97,7 @@ def start_daemon(
                     "status_interval": 0.2,
                 },
                 "mqtt": mqtt,
+                **sections,
             },
         )
         d = Daemon(config, out / "status.json")
@@ -263,3 +264,40 @@ def test_fleet_lists_two_daemons(mosquitto: Mosquitto, start_daemon: Callable[..
         assert r["online"] and r["state"] == "running"
         assert r["top1"].startswith("macaw") and r["model"].endswith(".tflite")
         assert r["delegate"] == "cpu" and r["fps"] > 0
+
+
+def test_events_reach_the_broker_and_home_assistant(
+    mosquitto: Mosquitto, start_daemon: Callable[..., Daemon], tmp_path: Path, frames: Path
+) -> None:
+    # The parrot twice, then a hot dog twice, in a loop: a bird comes and goes.
+    (frames / "parrot.jpg").rename(frames / "1-parrot.jpg")
+    shutil.copyfile(frames / "1-parrot.jpg", frames / "2-parrot.jpg")
+    for name in ("3-hot_dog.jpg", "4-hot_dog.jpg"):
+        shutil.copyfile(shared_file(IMAGES / "hot_dog.jpg"), frames / name)
+    sub = Subscriber(mosquitto, "edge-daemon/#", "homeassistant/#")
+    try:
+        rule = {"name": "birds", "labels": ["@birds"], "min_score": 0.5, "min_frames": 2,
+                "end_after": 0.1}  # fmt: skip
+        events = {"dir": str(tmp_path / "events"), "rules": [rule]}
+        d = start_daemon(mosquitto.mqtt_config(device="feeder"), name="feeder", events=events)
+        base = "edge-daemon/feeder"
+        sub.wait_for(f"{base}/rules/birds", lambda m: m.payload == b"ON", timeout=60)
+        start = sub.wait_for(f"{base}/events", lambda m: m.json()["type"] == "start").json()
+        assert start["rule"] == "birds" and start["label"].startswith("macaw")
+        end = sub.wait_for(
+            f"{base}/events", lambda m: m.json()["type"] == "end" and m.json()["id"] == start["id"]
+        )
+        assert end.json()["frames"] >= 2
+        sub.wait_for(f"{base}/rules/birds", lambda m: m.payload == b"OFF")
+        assert sub.wait_for(f"{base}/snapshot").payload[:2] == b"\xff\xd8"  # its best frame
+        config = sub.wait_for("homeassistant/binary_sensor/feeder/feeder_event_birds/config")
+        assert config.json()["state_topic"] == f"{base}/rules/birds"
+        sub.wait_for("homeassistant/image/feeder/feeder_event_snapshot/config")
+        # A clean stop leaves no rule ON.
+        mark = sub.mark()
+        assert d.stop() == 0
+        sub.wait_for(f"{base}/availability", lambda m: m.text == "offline", after=mark)
+        last = {m.topic: m.payload for m in sub.messages if m.topic.startswith(f"{base}/rules/")}
+        assert last == {f"{base}/rules/birds": b"OFF"}
+    finally:
+        sub.close()
