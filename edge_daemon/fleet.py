@@ -215,7 +215,8 @@ class FleetView:
 
 
 def forget(cfg: MqttConfig, *, settle: float = SETTLE) -> tuple[list[str], bool]:
-    """Clear this Pi's retained discovery configs, state, attributes, status and availability.
+    """Clear this Pi's retained discovery configs and every retained topic under its base
+    (availability, state, attributes, status, rule states, the snapshot).
 
     Returns the topics cleared and whether the Pi was online (its daemon then
     sends discovery again when it reconnects or Home Assistant restarts).
@@ -232,7 +233,7 @@ def forget(cfg: MqttConfig, *, settle: float = SETTLE) -> tuple[list[str], bool]
 
     conn = Connection(cfg, took)
     try:
-        conn.subscribe(forget_subscription(cfg.discovery_prefix, device), topics.availability)
+        conn.subscribe(forget_subscription(cfg.discovery_prefix, device), f"{topics.base}/#")
         last[0] = time.monotonic()
         while time.monotonic() - last[0] < settle:
             time.sleep(0.05)
