@@ -114,7 +114,7 @@ class MqttSink(Sink):
         # Other outputs add Home Assistant entities here (events, snapshots).
         self.extra_entities = extra_entities or (lambda: [])
         self.published = 0  # messages handed to paho
-        self.dropped = 0  # refused by paho's bounded queue
+        self.dropped = 0  # lost: QoS 0 while away, or beyond mqtt.max_queued
         self._cond = threading.Condition()
         self._closed = False
         self._connected = False

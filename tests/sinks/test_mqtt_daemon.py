@@ -12,11 +12,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import yaml
 
 from edge_daemon.sinks.status_file import read_status
 from tests.broker import Mosquitto, Subscriber
@@ -299,5 +301,30 @@ def test_events_reach_the_broker_and_home_assistant(
         sub.wait_for(f"{base}/availability", lambda m: m.text == "offline", after=mark)
         last = {m.topic: m.payload for m in sub.messages if m.topic.startswith(f"{base}/rules/")}
         assert last == {f"{base}/rules/birds": b"OFF"}
+    finally:
+        sub.close()
+
+
+def test_a_reload_that_changes_the_mqtt_section_stays_online(
+    mosquitto: Mosquitto, start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    sub = Subscriber(mosquitto, "edge-daemon/#")
+    try:
+        d = start_daemon(mosquitto.mqtt_config(device="hall"), name="hall")
+        base = "edge-daemon/hall"
+        sub.wait_for(f"{base}/state", timeout=60)
+        config = tmp_path / "hall.yaml"
+        data = yaml.safe_load(config.read_text())
+        data["mqtt"]["heartbeat"] = 30.0  # the mqtt section changes: the sink is rebuilt
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        mark = sub.mark()
+        d.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: d.status().get("reloads") == 1, timeout=60, what="the reload")
+        sub.wait_for(f"{base}/availability", lambda m: m.text == "online", after=mark)
+        sub.wait_for(f"{base}/state", after=mark)
+        time.sleep(1.0)
+        last = [m.text for m in sub.on(f"{base}/availability")][-1]
+        assert last == "online"
+        assert d.status()["outputs"]["mqtt"]["state"] == "ok"
     finally:
         sub.close()
