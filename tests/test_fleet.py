@@ -146,3 +146,34 @@ def test_rows_and_table() -> None:
     assert "tabby " in text and "tabby cat" not in text  # the first name only
     fleet.take("edge-daemon/b/availability", b"")
     assert set(fleet.pis) == {"a"}
+
+
+def test_fleet_watch_follows_changes(mosquitto: Mosquitto, two_pis: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    args = ["--broker", mosquitto.url(), "--password-file", str(mosquitto.password_file)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_daemon", "fleet", "--json", "--watch", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        first = {r["device"]: r for r in json.loads(proc.stdout.readline())}
+        assert first["porch"]["state"] == "running"
+        two_pis[1].status(status("degraded", "macaw", 2.0))  # porch turns degraded
+        for _ in range(10):  # a line per change, and one every 5 s anyway
+            rows = {r["device"]: r for r in json.loads(proc.stdout.readline())}
+            if rows["porch"]["state"] == "degraded":
+                break
+        assert rows["porch"]["state"] == "degraded"
+        assert rows["kitchen"]["state"] == "running"
+    finally:
+        proc.terminate()
+        proc.wait(10)
