@@ -155,13 +155,14 @@ def connect_error(cfg: MqttConfig, exc: Optional[BaseException]) -> str:
     if isinstance(exc, socket.gaierror):
         return f"{at}: cannot resolve {cfg.host} ({exc.strerror or exc}); check mqtt.host"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        detail = exc.verify_message or exc.reason or "verification failed"
+        detail = getattr(exc, "verify_message", None) or exc.reason or "verification failed"
         return (
             f"{at}: the broker's TLS certificate is not trusted ({detail}); set mqtt.tls.ca_file"
             " to the CA that signed it"
         )
     if isinstance(exc, ssl.SSLError):
-        return f"{at}: TLS handshake failed ({exc.reason or exc}); check mqtt.tls and mqtt.port"
+        reason = getattr(exc, "reason", None) or exc
+        return f"{at}: TLS handshake failed ({reason}); check mqtt.tls and mqtt.port"
     if isinstance(exc, ConnectionRefusedError):
         return f"{at}: connection refused; is the broker running and listening on that port?"
     if isinstance(exc, (TimeoutError, socket.timeout)):

@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 
-from edge_daemon.broker import parse_broker_url
 from edge_daemon.config import MqttConfig
-from edge_daemon.errors import EdgeDaemonError
 from edge_daemon.fleet import Fleet, Pi, row, table
 from edge_daemon.sinks.mqtt import MqttSink
 from tests.broker import Mosquitto, Subscriber
@@ -114,16 +112,6 @@ def test_forget_removes_the_entities(mosquitto: Mosquitto, two_pis: Any) -> None
         late.close()
     rows = json.loads(run_cli("fleet", "--json", *broker).stdout)
     assert [r["device"] for r in rows] == ["kitchen"]
-
-
-def test_broker_url() -> None:
-    b = parse_broker_url("mqtt://edge@10.0.0.2:1884")
-    assert (b.host, b.port, b.username, b.tls) == ("10.0.0.2", 1884, "edge", False)
-    assert parse_broker_url("mqtts://broker.lan").tls
-    with pytest.raises(EdgeDaemonError, match="do not put the password in the URL"):
-        parse_broker_url("mqtt://edge:secret@broker.lan")
-    with pytest.raises(EdgeDaemonError, match="mqtt://"):
-        parse_broker_url("http://broker.lan")
 
 
 def test_rows_and_table() -> None:
