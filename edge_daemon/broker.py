@@ -155,7 +155,11 @@ def connect_error(cfg: MqttConfig, exc: Optional[BaseException]) -> str:
     if isinstance(exc, socket.gaierror):
         return f"{at}: cannot resolve {cfg.host} ({exc.strerror or exc}); check mqtt.host"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        detail = getattr(exc, "verify_message", None) or exc.reason or "verification failed"
+        detail = (
+            getattr(exc, "verify_message", None)
+            or getattr(exc, "reason", None)
+            or "verification failed"
+        )
         return (
             f"{at}: the broker's TLS certificate is not trusted ({detail}); set mqtt.tls.ca_file"
             " to the CA that signed it"
