@@ -309,6 +309,8 @@ def test_mqtt_paths_resolve_against_the_config(tmp_path: Path) -> None:
     assert cfg.mqtt.tls is not None and cfg.mqtt.tls.ca_file == str(tmp_path / "ca.crt")
     assert parse_config("mqtt:\n  tls: {}\n").mqtt.tls is not None  # TLS with system CAs
     assert parse_config("").mqtt.host is None  # off by default
+
+
 # -- lists of mappings (events.rules) --------------------------------------------------
 
 
