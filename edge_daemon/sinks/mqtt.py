@@ -214,6 +214,9 @@ class MqttSink(Sink):
         subscriptions = []
         if self.cfg.discovery:
             subscriptions.append((f"{self.cfg.discovery_prefix}/status", 0))
+            # This Pi's event entities as the broker keeps them: those of rules
+            # renamed or removed since are cleared (no ghost entities).
+            subscriptions.append((self._event_configs, 0))
         if self.cfg.commands:
             subscriptions.append((self.topics.reload, 1))
         if subscriptions:
@@ -242,7 +245,14 @@ class MqttSink(Sink):
                 f"{broker.where(self.cfg)}: connection lost ({reason}); reconnecting",
             )
 
+    @property
+    def _event_configs(self) -> str:
+        return f"{self.cfg.discovery_prefix}/binary_sensor/{self.device}/+/config"
+
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if msg.topic.startswith(self._event_configs.split("+")[0]):
+            self._forget_old_rule(msg.topic, bytes(msg.payload))
+            return
         if msg.retain:
             return  # an old message kept by the broker is no request
         if self.cfg.commands and msg.topic == self.topics.reload:
@@ -251,6 +261,15 @@ class MqttSink(Sink):
             with self._cond:
                 self._discovery_at = time.monotonic() + random.uniform(0, _REDISCOVER_SPREAD)
                 self._cond.notify()
+
+    def _forget_old_rule(self, topic: str, payload: bytes) -> None:
+        """Clear the retained entity of an event rule that is no longer configured."""
+        object_id = topic.split("/")[-2]
+        prefix = f"{self.device}_event_"
+        if not payload or not object_id.startswith(prefix):
+            return
+        if object_id[len(prefix) :] not in self.rules:
+            self.client.publish(topic, b"", qos=1, retain=True)
 
     # -- this sink's thread --------------------------------------------------------------
     def publish(

@@ -404,3 +404,22 @@ def test_events_wait_for_the_broker_in_a_bounded_queue(mosquitto: Mosquitto, sin
             sub.close()
     finally:
         sink.close()
+
+
+def test_a_removed_rule_leaves_no_ghost_entity(mosquitto: Mosquitto, sub: Subscriber) -> None:
+    cats = "homeassistant/binary_sensor/pi-test/pi-test_event_cats/config"
+    first = MqttSink(mqtt_cfg(mosquitto), rules=["birds", "cats"])
+    sub.wait_for(cats, lambda m: bool(m.payload))
+    first.close()
+    second = MqttSink(mqtt_cfg(mosquitto), rules=["birds"])  # "cats" was removed from the config
+    try:
+        sub.wait_for(cats, lambda m: m.payload == b"")  # an empty retained config removes it
+        late = Subscriber(mosquitto, "homeassistant/#")
+        try:
+            late.wait_for("homeassistant/binary_sensor/pi-test/pi-test_event_birds/config")
+            time.sleep(0.5)
+            assert late.on(cats) == []
+        finally:
+            late.close()
+    finally:
+        second.close()
