@@ -71,10 +71,10 @@ class _Predictions:
     def __init__(self, frames: LiveFrames) -> None:
         self.frames = frames
 
-    def parts(self, closing: threading.Event) -> Iterator[bytes]:
+    def parts(self, closing: threading.Event, gone: Callable[[], bool]) -> Iterator[bytes]:
         yield b"retry: 2000\n\n"
         last, pinged = -1, time.monotonic()
-        while not closing.wait(self.frames.min_interval):
+        while not closing.wait(self.frames.min_interval) and not gone():
             message = self.frames.message()
             if message is not None and message[0] != last:
                 last = message[0]
@@ -93,9 +93,9 @@ class _LiveView:
     def __init__(self, frames: LiveFrames) -> None:
         self.frames = frames
 
-    def parts(self, closing: threading.Event) -> Iterator[bytes]:
+    def parts(self, closing: threading.Event, gone: Callable[[], bool]) -> Iterator[bytes]:
         last = -1
-        while True:
+        while not gone():
             jpeg = self.frames.jpeg()
             if jpeg is not None and jpeg[0] != last:
                 last = jpeg[0]

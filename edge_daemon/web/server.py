@@ -18,13 +18,14 @@ import http.client
 import http.server
 import json
 import logging
+import select
 import socket
 import socketserver
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Optional, Protocol, cast
+from typing import Any, BinaryIO, Callable, Optional, Protocol, cast
 from urllib.parse import parse_qs, urlsplit
 
 from .auth import COOKIE, Auth
@@ -76,7 +77,9 @@ class Stream(Protocol):
 
     content_type: str
 
-    def parts(self, closing: threading.Event) -> Iterator[bytes]: ...
+    def parts(self, closing: threading.Event, gone: Callable[[], bool]) -> Iterator[bytes]:
+        """The stream's chunks; stop when ``closing`` is set or ``gone()`` (client left)."""
+        ...
 
 
 class Api(Protocol):
@@ -259,8 +262,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        for part in stream.parts(self.server.closing):
+        for part in stream.parts(self.server.closing, self._gone):
             self.wfile.write(part)
+
+    def _gone(self) -> bool:
+        """Whether the client of a stream hung up (it sends nothing more, so EOF)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     def send_error(self, code: int, message: Optional[str] = None, explain: Any = None) -> None:
         """Every error as a short JSON body with the usual headers (parse errors too)."""
