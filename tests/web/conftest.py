@@ -83,7 +83,9 @@ def frame(
     """A classified 64x48 frame of one grey ``shade``."""
     image = np.full((48, 64, 3), shade, np.uint8)
     preds = [Prediction(label, 282, 0.8), Prediction("tiger cat", 283, 0.1)]
-    return Classified(number, f"f{number}.png", time.time(), image, preds, preds, inference_ms, events)
+    return Classified(
+        number, f"f{number}.png", time.time(), image, preds, preds, inference_ms, events
+    )
 
 
 @dataclass

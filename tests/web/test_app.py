@@ -223,7 +223,13 @@ def test_events_and_snapshots_from_the_store(web: Callable[..., Web], tmp_path: 
     secret.write_text("do not serve")
     (folder / "2.jpg").symlink_to(secret)
     events = {
-        i: {"id": i, "rule": "cats", "label": "tabby, tabby cat", "score": 0.9, "snapshot": f"{i}.jpg"}
+        i: {
+            "id": i,
+            "rule": "cats",
+            "label": "tabby, tabby cat",
+            "score": 0.9,
+            "snapshot": f"{i}.jpg",
+        }
         for i in (1, 2, 3, 4)
     }
     files = {1: folder / "1.jpg", 2: folder / "2.jpg", 3: folder / ".." / "secret.txt", 4: folder}
