@@ -160,7 +160,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if not self.parse_request():
                 return  # parse_request answered (400, 431, 505 ...)
             if self.request_version == "HTTP/0.9":
-                self.request_version = "HTTP/1.0"  # so the answer carries headers
                 self.send_error(400, "HTTP/0.9 is not supported")
                 return
             self._answer()
@@ -276,6 +275,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def send_error(self, code: int, message: Optional[str] = None, explain: Any = None) -> None:
         """Every error as a short JSON body with the usual headers (parse errors too)."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.1"  # an unparsable line: still answer with headers
         text = message or http.HTTPStatus(code).phrase
         with contextlib.suppress(OSError):
             self._send(error(code, text[:200]))
