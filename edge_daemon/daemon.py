@@ -1,8 +1,10 @@
 """The daemon's lifecycle: the frame loop, signals, reload, systemd notification.
 
 This is the only module that knows about signals and systemd. Data flows one
-way: capture thread -> Classifier (preprocess, engine, postprocess) -> sinks
-(prediction log, status file, log lines, sd_notify STATUS).
+way: capture thread -> Classifier (preprocess, engine, postprocess) -> sinks.
+The loop hands each result to the sinks the config turns on (see
+``edge_daemon.sinks``) and knows none of them by name; it polls their health
+and turns ``degraded`` while one is failing.
 
 Signals only set flags; the loop acts on them between frames:
 SIGTERM/SIGINT stop cleanly (exit 0), SIGHUP reloads the config and model.
@@ -20,13 +22,13 @@ from typing import Any, Optional
 from . import notify
 from .capture import CaptureThread
 from .config import Config, load_config
-from .errors import EdgeDaemonError, OutputError
+from .errors import EdgeDaemonError
 from .journal import journal_fields
 from .model import LoadedModel, load_model
 from .pipeline import Classifier, Result
 from .runtimes import load_runtime
-from .sinks.prediction_log import PredictionLines, PredictionLog, iso_utc
-from .sinks.status_file import StatusFile, StatusWriter
+from .sinks import SINKS, Classified, ModelInfo, Sink, SinkContext
+from .sinks.prediction_log import iso_utc
 from .sources import make_source
 from .sources.base import Frame
 
@@ -92,6 +94,21 @@ class _Latency:
         return out
 
 
+def model_info(model: LoadedModel) -> ModelInfo:
+    """What sinks are told about a loaded model."""
+    return ModelInfo(
+        name=model.name,
+        path=model.path,
+        sha256=model.sha256,
+        runtime=model.engine.runtime,
+        delegate=model.engine.delegate,
+        labels=model.labels.labels,
+        label=model.labels.label,
+        width=model.input.width,
+        height=model.input.height,
+    )
+
+
 class Daemon:
     """Runs the classification loop until stopped."""
 
@@ -122,9 +139,9 @@ class Daemon:
         self.model: Optional[LoadedModel] = None
         self.classifier: Optional[Classifier] = None
         self.capture: Optional[CaptureThread] = None
-        self.plog: Optional[PredictionLog] = None
-        self._lines: Optional[PredictionLines] = None
-        self.status_writer: Optional[StatusWriter] = None
+        self.sinks: dict[str, Sink] = {}
+        self._sink_list: tuple[Sink, ...] = ()
+        self.sink_context = SinkContext(request_reload=self.request_reload)
         self.reloads = 0
         self._stop_requested = False
         self._reload_requested = False
@@ -164,45 +181,67 @@ class Daemon:
         self.last_error = message
         self.last_error_at = iso_utc(time.time())
 
-    def _output_failed(self, which: str, exc: OutputError) -> None:
-        message = str(exc)
+    def _output_failed(self, which: str, message: str) -> None:
         if self._output_errors.get(which) != message:
             log.error("%s; classification goes on", message)
+            self._error(message)
         self._output_errors[which] = message
-        self._error(message)
 
-    def _output_ok(self, which: str) -> None:
+    def _output_ok(self, which: str, recovered: str) -> None:
         if which in self._output_errors:
             del self._output_errors[which]
-            log.info("%s writable again", which)
+            log.info("%s", recovered)
+
+    def _poll_sinks(self) -> None:
+        """Note each sink's health: a failing one degrades the daemon until it recovers."""
+        for name, sink in self.sinks.items():
+            health = sink.health()
+            if health.state == "failing":
+                self._output_failed(name, health.error or f"{name}: failing")
+            else:
+                self._output_ok(name, sink.recovered)
 
     # -- start, loop, stop ---------------------------------------------------
-    def _open_outputs(self, cfg: Config) -> None:
-        if self.plog is not None:
-            self.plog.close()
-        out = cfg.outputs
-        self.plog = (
-            PredictionLog(
-                out.prediction_log,
-                mode=out.prediction_log_mode,
-                heartbeat=out.heartbeat,
-                max_bytes=out.max_bytes,
-                backups=out.backups,
-            )
-            if out.prediction_log
-            else None
-        )
-        if self.status_writer is not None:
-            self.status_writer.close()
-        self.status_writer = StatusWriter(StatusFile(out.status_file)) if out.status_file else None
+    def _open_outputs(self, cfg: Config, old: Optional[Config] = None) -> None:
+        """Build the sinks ``cfg`` turns on; with ``old``, only those whose part changed.
+
+        New sinks are built before any old one is closed: when one cannot be
+        built, the error propagates and the running sinks stay as they were.
+        """
+        changed = [
+            kind
+            for kind, spec in SINKS.items()
+            if old is None or spec.section(old) != spec.section(cfg)
+        ]
+        fresh: dict[str, Optional[Sink]] = {}
+        try:
+            for kind in changed:
+                fresh[kind] = SINKS[kind].make(cfg, self.sink_context)
+        except BaseException:
+            for sink in fresh.values():
+                if sink is not None:
+                    sink.close()
+            raise
+        sinks = dict(self.sinks)
+        for kind, sink in fresh.items():
+            gone = sinks.pop(kind, None)
+            if gone is not None:
+                gone.close()
+                self._output_errors.pop(kind, None)
+            if sink is not None:
+                sinks[kind] = sink
+                if self.model is not None:
+                    sink.model(model_info(self.model))
+        self.sinks = {kind: sinks[kind] for kind in SINKS if kind in sinks}
+        self._sink_list = tuple(self.sinks.values())
 
     def run(self) -> int:
         """Run until stopped, the source ends, or max_frames. Returns the exit code (0)."""
         previous = self._install_signals()
         try:
-            self._open_outputs(self.cfg)
-            self._write_status(force=True)
             try:
+                self._open_outputs(self.cfg)
+                self._write_status(force=True)
                 self._start()
             except EdgeDaemonError as exc:
                 self.state = "failed"
@@ -230,7 +269,9 @@ class Daemon:
     def _use_model(self, model: LoadedModel, cfg: Config) -> None:
         self.model, self.cfg = model, cfg
         self.classifier = Classifier.from_config(model, cfg)
-        self._lines = PredictionLines(model.name, model.engine.delegate, model.labels.label)
+        info = model_info(model)
+        for sink in self._sink_list:
+            sink.model(info)
 
     def _announce_model(self) -> None:
         m = self.model
@@ -265,7 +306,7 @@ class Daemon:
             self._housekeeping(time.monotonic())
 
     def _process(self, frame: Frame) -> None:
-        assert self.classifier is not None and self._lines is not None
+        assert self.classifier is not None
         result = self.classifier.classify(frame.image)
         self.frames += 1
         self.last_result = result
@@ -277,25 +318,23 @@ class Daemon:
             inference=result.inference_ms,
             postprocess=result.postprocess_ms,
         )
-        plog = self.plog
-        if plog is not None:
-            top1 = result.top1.index if result.top1 else None
-            reason = plog.wants(top1, frame.captured_at)
-            if reason is not None:
-                line = self._lines.line(
-                    frame.captured_at,
-                    self.frames,
-                    frame.name,
-                    result.predictions,
-                    reason if plog.mode == "change" else None,
-                )
-                try:
-                    plog.append(line, top1, frame.captured_at)
-                    self._output_ok("prediction log")
-                except OutputError as exc:
-                    self._output_failed("prediction log", exc)
+        predictions = result.predictions
+        item = Classified(
+            self.frames,
+            frame.name,
+            frame.captured_at,
+            frame.image,
+            predictions,
+            predictions,
+            result.inference_ms,
+        )
+        for sink in self._sink_list:
+            sink.classified(item)
         if not self._ready:
+            # Ready means ready: the status already shows this first prediction
+            # (state running, frames >= 1) when systemd hears READY=1.
             self._ready = True
+            self._write_status(force=True)
             notify.ready(self.notifier, self._status_line())
             log.info("ready: first frame classified (%s)", self._status_line())
 
@@ -313,6 +352,7 @@ class Daemon:
             if now > mark_t:
                 self._fps = (self.frames - mark_n) / (now - mark_t)
             self._fps_mark = (now, self.frames)
+            self._poll_sinks()
             self._write_status()
             if self._ready:
                 notify.status(self.notifier, self._status_line())
@@ -410,27 +450,18 @@ class Daemon:
             "status_interval": self.cfg.outputs.status_interval,
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
+            "outputs": {name: sink.health().as_dict() for name, sink in self.sinks.items()},
         }
 
     def _write_status(self, force: bool = False) -> None:
-        """Publish the status: in the background, or with ``force`` before returning."""
-        writer = self.status_writer
-        if writer is None:
+        """Hand the status to every sink: ``force`` for the first, ready and last one."""
+        if not self._sink_list:
             return
+        status = self.status()
+        for sink in self._sink_list:
+            sink.status(status, urgent=force)
         if force:
-            try:
-                writer.write_now(self.status())
-                self._output_ok("status file")
-            except OutputError as exc:
-                self._output_failed("status file", exc)
-        else:
-            writer.submit(self.status())
-        # Outcomes of earlier background writes, reported from this thread.
-        for outcome in writer.results():
-            if outcome is None:
-                self._output_ok("status file")
-            else:
-                self._output_failed("status file", outcome)
+            self._poll_sinks()
 
     # -- reload ----------------------------------------------------------------
     def _reload(self) -> None:
@@ -452,9 +483,12 @@ class Daemon:
             )
             if size_changed or cfg.source != old_cfg.source:
                 capture = _capture(cfg, model)
+            self._open_outputs(cfg, old_cfg)
         except Exception as exc:  # a reload must never take the daemon down
             if model is not None:
                 model.close()
+            if capture is not None:
+                capture.source.close()
             reason = (
                 str(exc) if isinstance(exc, EdgeDaemonError) else f"{type(exc).__name__}: {exc}"
             )
@@ -467,8 +501,6 @@ class Daemon:
         self._use_model(model, cfg)
         if capture is not None:
             self._replace_capture(capture)
-        if cfg.outputs != old_cfg.outputs:
-            self._open_outputs(cfg)
         if self.gate is not None:
             self.gate.stall_timeout = cfg.source.stall_timeout
         old_model.close()
@@ -492,10 +524,8 @@ class Daemon:
             self.state = "stopped"
         self.reason = None
         self._write_status(force=True)
-        if self.status_writer is not None:
-            self.status_writer.close()
-        if self.plog is not None:
-            self.plog.close()
+        for sink in self._sink_list:
+            sink.close()
         if self.model is not None:
             self.model.close()
         log.info("stopped after %d frames", self.frames)

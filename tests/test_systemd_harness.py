@@ -181,11 +181,14 @@ def test_ready_after_first_prediction_then_status(
     )
     standins.append(sd)
     plog = out_file(tmp_path, "predictions.jsonl")
+    status_file = out_file(tmp_path, "status.json")
     log_at_ready: list[list[dict[str, Any]]] = []
+    status_at_ready: list[dict[str, Any]] = []
 
     def look_at_the_log(m: Notification) -> None:
         if m.has("READY"):
             log_at_ready.append(prediction_lines(plog))
+            status_at_ready.append(json.loads(status_file.read_text()))
 
     sd.on_message(look_at_the_log)
 
@@ -199,6 +202,13 @@ def test_ready_after_first_prediction_then_status(
     assert first["frame"] == 1
     captured = datetime.fromisoformat(first["ts"].replace("Z", "+00:00")).timestamp()
     assert captured <= ready.wall
+
+    # Ready means ready: `edge-daemon status` run right after `systemctl start`
+    # already reads running with that first prediction, not starting with 0 frames.
+    status = status_at_ready[0]
+    assert status["state"] == "running"
+    assert status["frames"] >= 1
+    assert status["predictions"][0]["label"] == first["predictions"][0]["label"]
 
     # READY carries the status of that first frame.
     match = STATUS_LINE.fullmatch(ready.fields.get("STATUS", ""))

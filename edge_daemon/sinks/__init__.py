@@ -1,6 +1,66 @@
-"""Where results go: the prediction log and the status file."""
+"""Where results go: the sink kinds, chosen by the config from an explicit registry.
 
-from .prediction_log import PredictionLog
-from .status_file import StatusFile, read_status
+Each kind names the part of the config it is built from (``section``) and a
+factory that returns the sink, or None when the config leaves it off. On a
+reload only the kinds whose section changed are rebuilt, so a broker
+connection survives a model swap.
+"""
 
-__all__ = ["PredictionLog", "StatusFile", "read_status"]
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from ..config import Config
+from .base import Classified, EventNotice, ModelInfo, Sink, SinkContext, SinkHealth
+from .prediction_log import PredictionLog, PredictionLogSink
+from .status_file import StatusFile, StatusFileSink, read_status
+
+
+@dataclass(frozen=True)
+class SinkKind:
+    """How to build one kind of sink from the config."""
+
+    section: Callable[[Config], Any]
+    make: Callable[[Config, SinkContext], Optional[Sink]]
+
+
+SINKS: dict[str, SinkKind] = {
+    "prediction_log": SinkKind(
+        lambda c: (
+            c.outputs.prediction_log,
+            c.outputs.prediction_log_mode,
+            c.outputs.heartbeat,
+            c.outputs.max_bytes,
+            c.outputs.backups,
+        ),
+        PredictionLogSink.from_config,
+    ),
+    "status_file": SinkKind(lambda c: c.outputs.status_file, StatusFileSink.from_config),
+}
+
+
+def make_sinks(cfg: Config, ctx: SinkContext) -> dict[str, Sink]:
+    """Every sink the config turns on, by kind, in registry order."""
+    out: dict[str, Sink] = {}
+    for kind, spec in SINKS.items():
+        sink = spec.make(cfg, ctx)
+        if sink is not None:
+            out[kind] = sink
+    return out
+
+
+__all__ = [
+    "SINKS",
+    "Classified",
+    "EventNotice",
+    "ModelInfo",
+    "PredictionLog",
+    "Sink",
+    "SinkContext",
+    "SinkHealth",
+    "SinkKind",
+    "StatusFile",
+    "make_sinks",
+    "read_status",
+]

@@ -35,7 +35,8 @@ class ModelInfo:
     sha256: str
     runtime: str
     delegate: str
-    labels: Sequence[str]  # index -> label line, as the model's labels say
+    labels: Sequence[str]  # the label lines, as the labels file (or metadata) has them
+    label: Callable[[int], str]  # an output index -> its label (offset labels handled)
     width: int
     height: int
 
@@ -105,6 +106,8 @@ class Sink:
     """
 
     name = "sink"
+    # What the daemon logs when this sink works again after failing.
+    recovered = "output working again"
 
     def model(self, info: ModelInfo) -> None:
         """A model was loaded (at start and after each reload)."""

@@ -9,18 +9,22 @@ file keeps only whole lines. Rotation renames ``predictions.jsonl`` to
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal, Optional
 
+from ..config import Config
 from ..errors import OutputError
 from ..postprocess import Prediction
+from .base import Classified, ModelInfo, Sink, SinkContext, SinkHealth
 
 
 def iso_utc(t: float) -> str:
@@ -220,8 +224,21 @@ class PredictionLog:
         self.append(json_line(record), top1, now)
         return True
 
+    def note(self, top1: Optional[int], now: float) -> None:
+        """Remember that a line for ``top1`` at ``now`` was (or is being) written."""
+        self._last_top1 = top1
+        self._last_write = now
+
     def append(self, line: bytes, top1: Optional[int], now: float) -> None:
         """Write one whole line that ``wants`` asked for (see ``PredictionLines``).
+
+        Raises OutputError as ``write`` does.
+        """
+        self.write_line(line)
+        self.note(top1, now)
+
+    def write_line(self, line: bytes) -> None:
+        """Append one whole line, rotating first when it would pass ``max_bytes``.
 
         Raises OutputError as ``write`` does.
         """
@@ -236,8 +253,6 @@ class PredictionLog:
             raise OutputError(
                 f"{self.path}: cannot write the prediction log: {_describe(exc)}"
             ) from None
-        self._last_top1 = top1
-        self._last_write = now
         self.lines_written += 1
 
     def _write_whole(self, fd: int, line: bytes) -> None:
@@ -259,3 +274,101 @@ class PredictionLog:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
+
+
+class PredictionLogSink(Sink):
+    """The prediction log as a sink: lines are built on the loop, written on a thread.
+
+    Which frames get a line is decided on the loop (``wants``, by the
+    smoothed top-1), so ``change`` mode stays exact however far the writer
+    lags. The writer wakes every ``_FLUSH`` seconds and appends every pending
+    line; at most ``_PENDING`` lines wait (a stalled card drops the oldest).
+    """
+
+    name = "prediction_log"
+    recovered = "prediction log writable again"
+
+    def __init__(self, log: PredictionLog) -> None:
+        self.log = log
+        self._lines: Optional[PredictionLines] = None
+        self._pending: collections.deque[bytes] = collections.deque(maxlen=_PENDING)
+        self._health = SinkHealth()
+        self._wake = threading.Event()
+        self._flushing = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_config(cls, cfg: Config, ctx: SinkContext) -> Optional[PredictionLogSink]:
+        out = cfg.outputs
+        if not out.prediction_log:
+            return None
+        return cls(
+            PredictionLog(
+                out.prediction_log,
+                mode=out.prediction_log_mode,
+                heartbeat=out.heartbeat,
+                max_bytes=out.max_bytes,
+                backups=out.backups,
+            )
+        )
+
+    def model(self, info: ModelInfo) -> None:
+        self._lines = PredictionLines(info.name, info.delegate, info.label)
+
+    def classified(self, item: Classified) -> None:
+        lines, log = self._lines, self.log
+        if lines is None:
+            return
+        top = item.top1
+        top1 = top.index if top is not None else None
+        reason = log.wants(top1, item.captured_at)
+        if reason is None:
+            return
+        log.note(top1, item.captured_at)
+        self._pending.append(
+            lines.line(
+                item.captured_at,
+                item.number,
+                item.name,
+                item.predictions,
+                reason if log.mode == "change" else None,
+            )
+        )
+
+    def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
+        if urgent:  # the ready status: the first prediction is on disk before READY=1
+            self._flush()
+
+    def health(self) -> SinkHealth:
+        return self._health
+
+    def _flush(self) -> None:
+        pending = self._pending
+        with self._flushing:
+            while pending:
+                line = pending.popleft()
+                try:
+                    self.log.write_line(line)
+                except OutputError as exc:
+                    self._health = SinkHealth("failing", str(exc))
+                    continue  # lines that cannot be written now are dropped, never half-written
+                if self._health.state != "ok":
+                    self._health = SinkHealth()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(_FLUSH)
+            self._flush()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        self._thread.join(5.0)
+        self._flush()
+        self.log.close()
+
+
+_FLUSH = 0.05
+_PENDING = 10_000

@@ -10,7 +10,9 @@ import tempfile
 import threading
 from typing import Any, Optional
 
+from ..config import Config
 from ..errors import OutputError
+from .base import Sink, SinkContext, SinkHealth
 
 
 class StatusFile:
@@ -155,3 +157,37 @@ class StatusWriter:
                 outcome = exc
             with self._cond:
                 self._results.append(outcome)
+
+
+class StatusFileSink(Sink):
+    """The status file as a sink: written on the StatusWriter's thread, urgent ones at once."""
+
+    name = "status_file"
+    recovered = "status file writable again"
+
+    def __init__(self, writer: StatusWriter) -> None:
+        self.writer = writer
+        self._health = SinkHealth()
+
+    @classmethod
+    def from_config(cls, cfg: Config, ctx: SinkContext) -> Optional[StatusFileSink]:
+        path = cfg.outputs.status_file
+        return cls(StatusWriter(StatusFile(path))) if path else None
+
+    def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
+        if urgent:
+            try:
+                self.writer.write_now(status)
+                self._health = SinkHealth()
+            except OutputError as exc:
+                self._health = SinkHealth("failing", str(exc))
+        else:
+            self.writer.submit(status)
+
+    def health(self) -> SinkHealth:
+        for outcome in self.writer.results():
+            self._health = SinkHealth() if outcome is None else SinkHealth("failing", str(outcome))
+        return self._health
+
+    def close(self) -> None:
+        self.writer.close()
