@@ -17,6 +17,12 @@ from .prediction_log import PredictionLog, PredictionLogSink
 from .status_file import StatusFile, StatusFileSink, read_status
 
 
+def _http(cfg: Config, ctx: SinkContext) -> Optional[Sink]:
+    from ..web.sink import make_http_sink  # the server and its imports only when wanted
+
+    return make_http_sink(cfg, ctx)
+
+
 @dataclass(frozen=True)
 class SinkKind:
     """How to build one kind of sink from the config."""
@@ -37,6 +43,7 @@ SINKS: dict[str, SinkKind] = {
         PredictionLogSink.from_config,
     ),
     "status_file": SinkKind(lambda c: c.outputs.status_file, StatusFileSink.from_config),
+    "http": SinkKind(lambda c: c.http, _http),
 }
 
 

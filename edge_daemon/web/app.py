@@ -27,6 +27,7 @@ EVENT = re.compile(r"/api/events/([0-9]{1,18})")
 SNAPSHOT = re.compile(r"/api/events/([0-9]{1,18})/snapshot\.jpg")
 MAX_LIMIT = 500
 MAX_SNAPSHOT = 8 * 1024 * 1024
+NO_METRICS = "/metrics needs prometheus_client: pip install 'edge-daemon[web]'"
 
 _TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -60,7 +61,7 @@ class State:
     status: Optional[dict[str, Any]] = None
     request_reload: Callable[[], None] = lambda: None
     verdict: Callable[[dict[str, Any], float], tuple[int, str]] = lambda s, now: (0, "running")
-    metrics: Callable[[], tuple[bytes, str]] = lambda: (b"", "text/plain")
+    metrics: Optional[Callable[[], tuple[bytes, str]]] = None  # None: no prometheus_client
 
 
 class _Predictions:
@@ -196,6 +197,8 @@ class WebApp:
         return Response(200, data, "image/jpeg", cache="private, max-age=3600")
 
     def _metrics(self, query: dict[str, list[str]]) -> Response:
+        if self.state.metrics is None:
+            return error(503, NO_METRICS)
         body, ctype = self.state.metrics()
         return Response(200, body, ctype)
 

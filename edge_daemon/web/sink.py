@@ -16,9 +16,8 @@ import threading
 from typing import Any, Optional
 
 from ..config import HttpConfig, is_loopback, parse_listen
-from ..errors import ConfigError
 from ..sinks.base import Classified, ModelInfo, Sink, SinkContext, SinkHealth
-from .app import State, WebApp
+from .app import NO_METRICS, State, WebApp
 from .auth import load_auth
 from .events import EventsQuery, NoEvents
 from .live import LiveFrames
@@ -30,14 +29,12 @@ log = logging.getLogger(__name__)
 RETRY_INITIAL, RETRY_MAX = 2.0, 30.0
 
 
-def _require_prometheus() -> None:
+def _have_prometheus() -> bool:
     try:
         import prometheus_client  # noqa: F401
     except ImportError:
-        raise ConfigError(
-            "http: the web page needs prometheus_client: pip install 'edge-daemon[web]'"
-            " (deploy/install.sh installs it), or set http.listen: null"
-        ) from None
+        return False
+    return True
 
 
 def _bind_error(listen: str, exc: OSError) -> str:
@@ -54,9 +51,15 @@ def _bind_error(listen: str, exc: OSError) -> str:
 
 
 class HttpSink(Sink):
-    """The web page, the HTTP API and /metrics, as one output of the daemon."""
+    """The web page, the HTTP API and /metrics, as one output of the daemon.
+
+    The port is bound by ``start()``, which the first ``model()`` or
+    ``status()`` call makes: on a reload the daemon builds the new sink
+    before it closes the old one, which still holds the port until then.
+    """
 
     name = "http"
+    recovered = "http: listening again"
 
     def __init__(
         self,
@@ -66,7 +69,6 @@ class HttpSink(Sink):
         events: Optional[EventsQuery] = None,
     ) -> None:
         assert cfg.listen is not None
-        _require_prometheus()
         from ..cli import status_verdict
 
         self.cfg = cfg
@@ -88,20 +90,28 @@ class HttpSink(Sink):
             request_reload=(ctx or SinkContext()).request_reload,
             verdict=status_verdict,
         )
-        self._registry = make_registry(
-            DaemonCollector(lambda: self.state.status, self.tally, self._extra)
-        )
-        self.state.metrics = lambda: render(self._registry)
+        if _have_prometheus():
+            registry = make_registry(
+                DaemonCollector(lambda: self.state.status, self.tally, self._extra)
+            )
+            self.state.metrics = lambda: render(registry)
+        else:
+            log.warning("http: %s; the page and the API work without it", NO_METRICS)
         self.app = WebApp(self.state)
         self.server: Optional[Server] = None
         self._error: Optional[str] = None
         self._closed = threading.Event()
-        self._retry: Optional[threading.Thread] = None
-        if not self._try_bind():
-            self._retry = threading.Thread(target=self._keep_trying, name="http-bind", daemon=True)
-            self._retry.start()
+        self._started = False
 
     # -- binding -------------------------------------------------------------------
+    def start(self) -> None:
+        """Bind and serve; when the port cannot be had, report failing and keep trying."""
+        if self._started or self._closed.is_set():
+            return
+        self._started = True
+        if not self._try_bind():
+            threading.Thread(target=self._keep_trying, name="http-bind", daemon=True).start()
+
     def _try_bind(self) -> bool:
         try:
             server = Server(
@@ -148,6 +158,7 @@ class HttpSink(Sink):
     # -- the seam ------------------------------------------------------------------
     def model(self, info: ModelInfo) -> None:
         self.model_info = info
+        self.start()
 
     def classified(self, item: Classified) -> None:
         self.frames.offer(item)
@@ -156,6 +167,7 @@ class HttpSink(Sink):
     def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
         self.tally.status(status)
         self.state.status = status
+        self.start()
 
     def health(self) -> SinkHealth:
         error = self._error

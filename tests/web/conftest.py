@@ -19,8 +19,6 @@ from edge_daemon.sinks.base import Classified, EventNotice, SinkContext
 from edge_daemon.sinks.prediction_log import iso_utc
 from edge_daemon.web.sink import HttpSink
 
-pytest.importorskip("prometheus_client")
-
 
 def free_port() -> int:
     """A TCP port nothing listens on now (on 127.0.0.1)."""
@@ -140,6 +138,7 @@ def web() -> Iterator[Callable[..., Web]]:
         settings = {"listen": "127.0.0.1:0", **cfg}
         sink = HttpSink(HttpConfig(**settings), ctx, events=events)
         made.append(sink)
+        sink.start()
         return Web(sink, reloads)
 
     yield make

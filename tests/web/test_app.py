@@ -365,3 +365,16 @@ def test_close_ends_streams_and_frees_the_port(web: Callable[..., Web]) -> None:
     sock.close()
     again = web(listen=f"127.0.0.1:{port}")
     assert again.sink.health().state == "ok"
+
+
+def test_without_prometheus_client_the_page_works_and_metrics_says_what_to_install(
+    web: Callable[..., Web], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edge_daemon.web.sink as sink_module
+
+    monkeypatch.setattr(sink_module, "_have_prometheus", lambda: False)
+    w = fed(web())
+    reply = w.request("/metrics")
+    assert reply.status == 503 and "edge-daemon[web]" in reply.json()["error"]
+    assert w.request("/api/status").status == 200
+    assert w.sink.health().state == "ok"

@@ -44,6 +44,7 @@ def shared_web() -> Web:
     from edge_daemon.web.sink import HttpSink
 
     sink = HttpSink(HttpConfig(listen="127.0.0.1:0", stream_fps=30, idle_timeout=2.0))
+    sink.start()
     sink.classified(frame(1))
     sink.status(status_object())
     yield Web(sink)  # type: ignore[misc]

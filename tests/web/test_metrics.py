@@ -11,6 +11,8 @@ from edge_daemon.sinks.base import EventNotice
 from tests.helpers import require_tool
 from tests.web.conftest import Web, frame, status_object
 
+pytest.importorskip("prometheus_client")
+
 
 def samples(text: str) -> dict[str, float]:
     """name{labels} -> value, from the exposition text."""
