@@ -128,6 +128,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     """One connection: requests in turn (keep-alive), or one stream until it ends."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart
     server_version = "edge-daemon"
     sys_version = ""
     server: Server

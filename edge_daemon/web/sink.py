@@ -30,11 +30,9 @@ RETRY_INITIAL, RETRY_MAX = 2.0, 30.0
 
 
 def _have_prometheus() -> bool:
-    try:
-        import prometheus_client  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("prometheus_client") is not None
 
 
 def _bind_error(listen: str, exc: OSError) -> str:
@@ -91,12 +89,10 @@ class HttpSink(Sink):
             verdict=status_verdict,
         )
         if _have_prometheus():
-            registry = make_registry(
-                DaemonCollector(lambda: self.state.status, self.tally, self._extra)
-            )
-            self.state.metrics = lambda: render(registry)
+            self.state.metrics = self._render_metrics
         else:
             log.warning("http: %s; the page and the API work without it", NO_METRICS)
+        self._registry: Any = None
         self.app = WebApp(self.state)
         self.server: Optional[Server] = None
         self._error: Optional[str] = None
@@ -146,6 +142,13 @@ class HttpSink(Sink):
             return None
         host, port = self.server.server_address[:2]
         return str(host), int(port)
+
+    def _render_metrics(self) -> tuple[bytes, str]:
+        """The exposition text; prometheus_client is imported at the first scrape only."""
+        if self._registry is None:
+            collector = DaemonCollector(lambda: self.state.status, self.tally, self._extra)
+            self._registry = make_registry(collector)
+        return render(self._registry)
 
     def _extra(self) -> dict[str, float]:
         server = self.server
