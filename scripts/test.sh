@@ -15,6 +15,10 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -f /usr/include/systemd/sd-daemon.h ] || need+=(libsystemd-dev)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+# The web page is tested in Debian's chromium (driven by playwright, which never
+# downloads a browser of its own); /metrics is checked by promtool.
+command -v chromium >/dev/null || need+=(chromium)
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing system packages: ${need[*]}"
@@ -28,7 +32,7 @@ fi
 
 venv=${VENV:-.venv-test}
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,tflite,systemd,dev]"
+"$venv/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,tflite,systemd,web,dev]"
 
 "$venv/bin/ruff" check .
 "$venv/bin/mypy"
@@ -48,6 +52,16 @@ case $bench_status in
   0) ;;
   1) echo "benchmark: a speed target was missed on this machine (figures above); not a failure" ;;
   *) echo "benchmark: benchmarks/compare.py failed (exit $bench_status)" >&2; exit "$bench_status" ;;
+esac
+
+# The web server's cost: the daemon with its server off, and on with 5 live-view
+# clients, alternating (about 30 s). Exit 1 (target missed) is reported, not fatal.
+http_status=0
+"$venv/bin/python" benchmarks/http.py --quick || http_status=$?
+case $http_status in
+  0) ;;
+  1) echo "benchmark: the web server's target was missed on this machine (figures above); not a failure" ;;
+  *) echo "benchmark: benchmarks/http.py failed (exit $http_status)" >&2; exit "$http_status" ;;
 esac
 
 # ai-edge-litert with NumPy 2, as a Pi 64-bit install gets it by default.
