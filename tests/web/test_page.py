@@ -87,6 +87,9 @@ def test_the_page_shows_what_the_daemon_sees(
     shot = tmp_path / "page.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot of the page: {shot}")
+    docs_copy = os.environ.get("EDGE_DAEMON_DOCS_SCREENSHOT")  # refreshes docs/web-page.png
+    if docs_copy:
+        shutil.copyfile(shot, docs_copy)
 
     # New frames: the open page follows without a reload.
     replace_frame(frames, "hot_dog.jpg")
