@@ -108,6 +108,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             + (f" {cfg.source.path}" if cfg.source.kind == "files" else ""),
             "prediction_log": cfg.outputs.prediction_log or "off",
             "status_file": cfg.outputs.status_file or "off",
+            "http": (
+                f"http://{cfg.http.listen}/ (auth {cfg.http.auth or 'none'})"
+                if cfg.http.listen
+                else "off"
+            ),
         }
         if args.json:
             print(json.dumps(summary))

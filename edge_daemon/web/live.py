@@ -95,6 +95,6 @@ class LiveFrames:
             cached = self._message
             if cached is not None and cached[0] == item.number:
                 return cached
-            payload = json.dumps(prediction_message(item), separators=(",", ":"))
+            payload = json.dumps(prediction_message(item), separators=(",", ":"), default=str)
             self._message = (item.number, f"id: {item.number}\ndata: {payload}\n\n".encode())
             return self._message

@@ -145,7 +145,7 @@ class DaemonCollector:
         errors = CounterMetricFamily(
             "edge_daemon_errors", "Errors seen in the status object, by kind", labels=["kind"]
         )
-        for kind, n in t.errors.items():
+        for kind, n in list(t.errors.items()):
             errors.add_metric([kind], n)
         yield errors
         preds = st.get("predictions") or []
@@ -179,7 +179,7 @@ class DaemonCollector:
         events = CounterMetricFamily(
             "edge_daemon_events", "Events started, by rule", labels=["rule"]
         )
-        for rule, n in t.events.items():
+        for rule, n in list(t.events.items()):
             events.add_metric([rule], n)
         yield events
         extra = self._extra()

@@ -65,7 +65,8 @@ class Response:
 
 
 def json_response(code: int, data: Any, **kw: Any) -> Response:
-    return Response(code, json.dumps(data, separators=(",", ":")).encode() + b"\n", **kw)
+    text = json.dumps(data, separators=(",", ":"), default=str)
+    return Response(code, text.encode() + b"\n", **kw)
 
 
 def error(code: int, message: str, **kw: Any) -> Response:

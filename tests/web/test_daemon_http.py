@@ -181,3 +181,14 @@ def test_two_daemons_on_one_port_the_second_reports_it(
     frames = second.status()["frames"]
     second.wait_for("the second classifying", lambda: second.status()["frames"] > frames + 5)
     assert first.request("/healthz").status == 200  # the first one's server is untouched
+
+
+def test_check_says_where_the_page_is(write_config: Callable[..., Path]) -> None:
+    import json
+
+    on = write_config(delegates=["cpu"], overrides={"http": {"listen": "127.0.0.1:8099"}})
+    proc = run_cli("check", "--json", "--config", str(on))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["http"] == "http://127.0.0.1:8099/ (auth none)"
+    off = write_config(delegates=["cpu"], name="off.yaml")
+    assert json.loads(run_cli("check", "--json", "--config", str(off)).stdout)["http"] == "off"
