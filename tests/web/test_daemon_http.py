@@ -192,3 +192,52 @@ def test_check_says_where_the_page_is(write_config: Callable[..., Path]) -> None
     assert json.loads(proc.stdout)["http"] == "http://127.0.0.1:8099/ (auth none)"
     off = write_config(delegates=["cpu"], name="off.yaml")
     assert json.loads(run_cli("check", "--json", "--config", str(off)).stdout)["http"] == "off"
+
+
+def test_fuzzed_requests_leave_the_daemon_classifying_and_its_log_clean(
+    run_daemon: Callable[..., Running], frames_dir: Callable[..., Path]
+) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests.web.test_hostile import HEADER, METHODS, PATHS, VERSIONS
+
+    d = run_daemon(source=frames_dir("cat.bmp", "parrot.jpg"), token=TOKEN)
+
+    @settings(
+        max_examples=120,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(
+        method=METHODS,
+        path=PATHS,
+        version=VERSIONS,
+        headers=st.lists(HEADER, max_size=10),
+        body=st.binary(max_size=2000),
+        authorised=st.booleans(),
+    )
+    def hit(
+        method: str,
+        path: str,
+        version: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        authorised: bool,
+    ) -> None:
+        lines = [f"{method} {path} {version}".rstrip(), *(f"{k}: {v}" for k, v in headers)]
+        if authorised:
+            lines.append(f"Authorization: Bearer {TOKEN}")
+        lines.append(f"Content-Length: {len(body)}")
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + body
+        reply = exchange(d.port, data, timeout=30)
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 "), reply[:100]
+
+    hit()
+    frames = d.status()["frames"]
+    d.wait_for("frames to keep coming", lambda: d.status()["frames"] > frames + 5)
+    assert d.status()["state"] == "running"
+    text = d.log.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    assert "WARNING" not in text and "ERROR" not in text, text[-3000:]

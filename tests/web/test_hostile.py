@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Iterator
 from typing import Callable
 
 import pytest
@@ -37,18 +38,34 @@ def exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
         return out
 
 
+class Problems(logging.Handler):
+    """Every WARNING or worse the daemon's code logs, and every traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING or record.exc_info:
+            self.seen.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
-def shared_web() -> Web:
-    """One sink for all fuzz examples (hypothesis runs many per test)."""
+def shared_web() -> Iterator[tuple[Web, Problems]]:
+    """One sink for all fuzz examples (hypothesis runs many per test), and its log."""
     from edge_daemon.config import HttpConfig
     from edge_daemon.web.sink import HttpSink
 
+    problems = Problems()
+    logger = logging.getLogger("edge_daemon")
+    logger.addHandler(problems)
     sink = HttpSink(HttpConfig(listen="127.0.0.1:0", stream_fps=30, idle_timeout=2.0))
     sink.start()
     sink.classified(frame(1))
     sink.status(status_object())
-    yield Web(sink)  # type: ignore[misc]
+    yield Web(sink), problems
     sink.close()
+    logger.removeHandler(problems)
 
 
 TOKEN_CHARS = st.characters(min_codepoint=33, max_codepoint=126)
@@ -96,7 +113,7 @@ VERSIONS = st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/0.9", "HTTP/2.0", "HTT
     garbage=st.booleans(),
 )
 def test_fuzzed_requests_are_answered_or_closed(
-    shared_web: Web,
+    shared_web: tuple[Web, Problems],
     method: str,
     path: str,
     version: str,
@@ -111,19 +128,21 @@ def test_fuzzed_requests_are_answered_or_closed(
         lines.append(f"Content-Length: {length}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
     data = body if garbage else head + body
-    reply = exchange(shared_web.port, data, timeout=10)
+    web, problems = shared_web
+    reply = exchange(web.port, data, timeout=10)
     if reply:
         assert reply.startswith(b"HTTP/1.1 "), reply[:80]
         head_part = reply.split(b"\r\n\r\n", 1)[0].lower()
         assert b"cache-control:" in head_part and b"x-content-type-options: nosniff" in head_part
     assert b"Traceback" not in reply
-    assert shared_web.request("/healthz").status == 200
+    assert web.request("/healthz").status == 200
+    assert problems.seen == []
 
 
-def test_fuzzing_left_no_traceback_in_the_log(
-    shared_web: Web, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+def test_malformed_requests_leave_no_traceback(
+    shared_web: tuple[Web, Problems], capfd: pytest.CaptureFixture[str]
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    web, problems = shared_web
     for data in (
         b"\x00\xff\xfe garbage\r\n\r\n",
         b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
@@ -131,11 +150,11 @@ def test_fuzzing_left_no_traceback_in_the_log(
         b"GET /api/status HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\nabc",
         b"POST /api/reload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
     ):
-        exchange(shared_web.port, data)
-    assert shared_web.request("/healthz").status == 200
+        exchange(web.port, data)
+    assert web.request("/healthz").status == 200
     out, err = capfd.readouterr()
     assert "Traceback" not in out + err
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert problems.seen == []
 
 
 def test_head_limits(web: Callable[..., Web]) -> None:
