@@ -6,7 +6,8 @@ files source, as fast as it goes): A with ``http.listen: null``, B serving on
 a free 127.0.0.1 port with 5 clients reading /api/stream.mjpg (their reading
 runs in this process, on the same cores, which is harsher than a phone
 elsewhere on the network). They take turns: while one is measured the other
-is stopped (SIGSTOP), so they never compete for the cores. Frames per second
+is stopped (SIGSTOP), so they never compete for the cores; who goes first
+alternates from pair to pair. Frames per second
 come from each daemon's status file (frames and its own ``updated`` time);
 the ratio is the median of the per-pair ratios B / A.
 
@@ -214,9 +215,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             ratios, fps_off, fps_on = [], [], []
             cpu_off = cpu_on = 0.0
             n_off = n_on = 0
-            for _ in range(pairs):
-                a, ca, na = window(off, on, seconds)
-                b, cb, nb = window(on, off, seconds)
+            for i in range(pairs):
+                # Who goes first alternates, so neither side always follows the other.
+                if i % 2 == 0:
+                    a, ca, na = window(off, on, seconds)
+                    b, cb, nb = window(on, off, seconds)
+                else:
+                    b, cb, nb = window(on, off, seconds)
+                    a, ca, na = window(off, on, seconds)
                 fps_off.append(a)
                 fps_on.append(b)
                 cpu_off, cpu_on, n_off, n_on = cpu_off + ca, cpu_on + cb, n_off + na, n_on + nb
