@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import re
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
@@ -18,6 +19,8 @@ from ..errors import ConfigError
 
 COOKIE = "edge_daemon_token"
 MIN_TOKEN = 16
+# Characters that survive a header, a cookie and an address bar unquoted.
+TOKEN_TEXT = re.compile(rf"[A-Za-z0-9._~+/=-]{{{MIN_TOKEN},4096}}")
 
 Mode = Literal["none", "token", "basic"]
 
@@ -116,10 +119,11 @@ def load_auth(mode: Optional[str], token_file: Optional[str], users_file: Option
     if mode == "token":
         assert token_file is not None  # the config's cross-checks ensure it
         token = _read_secret(token_file, "token_file").strip()
-        if "\n" in token or len(token) < MIN_TOKEN:
+        if not TOKEN_TEXT.fullmatch(token):
             raise ConfigError(
                 f"http.token_file: {token_file} must hold one line of at least {MIN_TOKEN}"
-                " characters; write a new one, e.g. openssl rand -hex 24 > FILE"
+                " letters, digits or ._~+/=- characters; write a new one, e.g."
+                " openssl rand -hex 24 > FILE"
             )
         return Auth("token", token=token.encode())
     assert users_file is not None

@@ -97,6 +97,7 @@ class HttpSink(Sink):
         self.server: Optional[Server] = None
         self._error: Optional[str] = None
         self._closed = threading.Event()
+        self._lock = threading.Lock()
         self._started = False
 
     # -- binding -------------------------------------------------------------------
@@ -120,9 +121,13 @@ class HttpSink(Sink):
         except OSError as exc:
             self._error = _bind_error(str(self.cfg.listen), exc)
             return False
-        self.server = server
+        with self._lock:
+            if self._closed.is_set():  # closed while binding: let the port go
+                server.server_close()
+                return True
+            self.server = server
+            serve(server)
         self._error = None
-        serve(server)
         host, port = str(server.server_address[0]), int(server.server_address[1])
         shown = f"[{host}]" if ":" in host else host
         log.info("web page and API on http://%s:%d/ (metrics at /metrics)", shown, port)
@@ -177,8 +182,9 @@ class HttpSink(Sink):
         return SinkHealth("failing", error) if error else SinkHealth("ok")
 
     def close(self) -> None:
-        self._closed.set()
-        server, self.server = self.server, None
+        with self._lock:
+            self._closed.set()
+            server, self.server = self.server, None
         if server is not None:
             try:
                 server.close()

@@ -114,8 +114,9 @@ def test_basic_auth(web: Callable[..., Web], tmp_path: Path) -> None:
     ("content", "says"),
     [
         (None, "not found; create it"),
-        ("short\n", "at least 16 characters"),
+        ("short\n", "at least 16"),
         ("two\nlines-of-token-text\n", "one line"),
+        ("a token with; spaces in it\n", "letters, digits"),
     ],
 )
 def test_unusable_token_files_are_one_line_errors(
