@@ -183,12 +183,12 @@ def window(run: Daemon, paused: Daemon, seconds: float) -> tuple[float, float, i
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="4 pairs of 2 s windows (< 60 s)")
-    parser.add_argument("--pairs", type=int, help="alternating window pairs (default 10, quick 4)")
-    parser.add_argument("--seconds", type=float, help="window length (default 3, quick 2)")
+    parser.add_argument("--quick", action="store_true", help="8 pairs of 1 s windows (< 60 s)")
+    parser.add_argument("--pairs", type=int, help="alternating window pairs (default 16, quick 8)")
+    parser.add_argument("--seconds", type=float, help="window length (default 2, quick 1)")
     args = parser.parse_args(argv)
-    pairs = args.pairs or (4 if args.quick else 10)
-    seconds = args.seconds or (2.0 if args.quick else 3.0)
+    pairs = args.pairs or (8 if args.quick else 16)
+    seconds = args.seconds or (1.0 if args.quick else 2.0)
     if not (SHARED / "models" / MODEL).is_file():
         print(f"benchmark: {SHARED / 'models' / MODEL} is missing", file=sys.stderr)
         return 2

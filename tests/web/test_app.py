@@ -378,3 +378,18 @@ def test_without_prometheus_client_the_page_works_and_metrics_says_what_to_insta
     assert reply.status == 503 and "edge-daemon[web]" in reply.json()["error"]
     assert w.request("/api/status").status == 200
     assert w.sink.health().state == "ok"
+
+
+def test_a_large_frame_is_shrunk_for_the_page(web: Callable[..., Web]) -> None:
+    import numpy as np
+
+    from edge_daemon.sinks.base import Classified
+
+    w = web()
+    image = np.zeros((1080, 1920, 3), np.uint8)
+    image[:, 960:] = 255
+    w.sink.classified(Classified(1, "big", time.time(), image, [], [], 1.0))
+    picture = Image.open(io.BytesIO(w.request("/api/frame.jpg").body))
+    assert picture.size == (640, 360)  # a whole factor (3), aspect kept
+    assert picture.convert("L").getpixel((600, 100)) > 240
+    assert picture.convert("L").getpixel((40, 100)) < 15
