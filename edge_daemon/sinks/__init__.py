@@ -23,6 +23,12 @@ def _http(cfg: Config, ctx: SinkContext) -> Optional[Sink]:
     return make_http_sink(cfg, ctx)
 
 
+def _http_section(c: Config) -> Any:
+    from ..web.events import events_folder  # where /api/events reads from
+
+    return (c.http, events_folder(c))
+
+
 @dataclass(frozen=True)
 class SinkKind:
     """How to build one kind of sink from the config."""
@@ -43,7 +49,7 @@ SINKS: dict[str, SinkKind] = {
         PredictionLogSink.from_config,
     ),
     "status_file": SinkKind(lambda c: c.outputs.status_file, StatusFileSink.from_config),
-    "http": SinkKind(lambda c: c.http, _http),
+    "http": SinkKind(_http_section, _http),
 }
 
 

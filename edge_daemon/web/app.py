@@ -24,7 +24,7 @@ from .live import LiveFrames
 from .server import PAGE_POLICY, PING_EVERY, Response, Stream, error, json_response
 
 EVENT = re.compile(r"/api/events/([0-9]{1,18})")
-SNAPSHOT = re.compile(r"/api/events/([0-9]{1,18})/snapshot\.jpg")
+SNAPSHOT = re.compile(r"/api/events/([0-9]{1,18})/(snapshot|thumbnail)\.jpg")
 MAX_LIMIT = 500
 MAX_SNAPSHOT = 8 * 1024 * 1024
 NO_METRICS = "/metrics needs prometheus_client: pip install 'edge-daemon[web]'"
@@ -154,7 +154,7 @@ class WebApp:
             return handler(query)
         match = SNAPSHOT.fullmatch(path)
         if match:
-            return self._snapshot(int(match.group(1)))
+            return self._snapshot(int(match.group(1)), thumbnail=match.group(2) == "thumbnail")
         match = EVENT.fullmatch(path)
         if match:
             event = self.state.events.get(int(match.group(1)))
@@ -179,16 +179,19 @@ class WebApp:
     def _events(self, query: dict[str, list[str]]) -> Response:
         try:
             limit = int(query.get("limit", ["50"])[0])
-            before = int(query["before"][0]) if "before" in query else None
+            offset = int(query.get("offset", ["0"])[0])
         except ValueError:
-            return error(400, "limit and before must be whole numbers")
-        if not 1 <= limit <= MAX_LIMIT:
-            return error(400, f"limit must be between 1 and {MAX_LIMIT}")
-        return json_response(200, self.state.events.list(limit=limit, before=before))
+            return error(400, "limit and offset must be whole numbers")
+        if not 1 <= limit <= MAX_LIMIT or offset < 0:
+            return error(400, f"limit must be between 1 and {MAX_LIMIT}, offset 0 or more")
+        rule = query.get("rule", [None])[0]
+        label = query.get("label", [None])[0]
+        found = self.state.events.list(limit=limit, offset=offset, rule=rule, label=label)
+        return json_response(200, found)
 
-    def _snapshot(self, event_id: int) -> Response:
+    def _snapshot(self, event_id: int, *, thumbnail: bool = False) -> Response:
         events = self.state.events
-        path, folder = events.snapshot(event_id), events.folder()
+        path, folder = events.snapshot(event_id, thumbnail=thumbnail), events.folder()
         if path is None or folder is None:
             return error(404, f"no snapshot for event {event_id}")
         data = read_inside(path, folder)

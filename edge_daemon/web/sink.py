@@ -19,7 +19,7 @@ from ..config import HttpConfig, is_loopback, parse_listen
 from ..sinks.base import Classified, ModelInfo, Sink, SinkContext, SinkHealth
 from .app import NO_METRICS, State, WebApp
 from .auth import load_auth
-from .events import EventsQuery, NoEvents
+from .events import EventsQuery, NoEvents, events_query
 from .live import LiveFrames
 from .metrics import DaemonCollector, Tally, make_registry, render
 from .server import Server, serve
@@ -195,10 +195,9 @@ class HttpSink(Sink):
 def make_http_sink(cfg: Any, ctx: SinkContext) -> Optional[HttpSink]:
     """The registry's factory: None when http.listen is null.
 
-    The events store, once the daemon has one, is lent through
-    ``ctx.events`` (an ``EventsQuery``); until then the history is empty.
+    The event history comes from the events store's folder in ``cfg``.
     """
     http: HttpConfig = cfg.http
     if http.listen is None:
         return None
-    return HttpSink(http, ctx, events=getattr(ctx, "events", None))
+    return HttpSink(http, ctx, events=events_query(cfg))

@@ -43,14 +43,22 @@ class FolderEvents:
     def __init__(self, folder: Path, events: dict[int, dict[str, Any]], files: dict[int, Path]):
         self.root, self.events, self.files = folder, events, files
 
-    def list(self, *, limit: int, before: Optional[int] = None) -> list[dict[str, Any]]:
-        ids = sorted((i for i in self.events if before is None or i < before), reverse=True)
-        return [self.events[i] for i in ids[:limit]]
+    def list(
+        self,
+        *,
+        limit: int,
+        offset: int = 0,
+        rule: Optional[str] = None,
+        label: Optional[str] = None,
+    ) -> list[dict[str, Any]]:
+        found = [self.events[i] for i in sorted(self.events, reverse=True)]
+        found = [e for e in found if rule is None or e["rule"] == rule]
+        return found[offset : offset + limit]
 
     def get(self, event_id: int) -> Optional[dict[str, Any]]:
         return self.events.get(event_id)
 
-    def snapshot(self, event_id: int) -> Optional[Path]:
+    def snapshot(self, event_id: int, *, thumbnail: bool = False) -> Optional[Path]:
         return self.files.get(event_id)
 
     def folder(self) -> Optional[Path]:
@@ -209,7 +217,9 @@ def test_events_are_empty_until_a_store_is_plugged_in(web: Callable[..., Web]) -
     assert (w.request("/api/events").status, w.request("/api/events").json()) == (200, [])
     assert w.request("/api/events/7").status == 404
     assert w.request("/api/events/7/snapshot.jpg").status == 404
+    assert w.request("/api/events/7/thumbnail.jpg").status == 404
     assert w.request("/api/events?limit=0").status == 400
+    assert w.request("/api/events?offset=-1").status == 400
     assert w.request("/api/events?limit=x").status == 400
 
 
@@ -225,7 +235,7 @@ def test_events_and_snapshots_from_the_store(web: Callable[..., Web], tmp_path: 
     events = {
         i: {
             "id": i,
-            "rule": "cats",
+            "rule": "cats" if i != 3 else "birds",
             "label": "tabby, tabby cat",
             "score": 0.9,
             "snapshot": f"{i}.jpg",
@@ -235,7 +245,8 @@ def test_events_and_snapshots_from_the_store(web: Callable[..., Web], tmp_path: 
     files = {1: folder / "1.jpg", 2: folder / "2.jpg", 3: folder / ".." / "secret.txt", 4: folder}
     w = web(events=FolderEvents(folder, events, files))
     assert [e["id"] for e in w.request("/api/events").json()] == [4, 3, 2, 1]
-    assert [e["id"] for e in w.request("/api/events?limit=2&before=4").json()] == [3, 2]
+    assert [e["id"] for e in w.request("/api/events?limit=2&offset=1").json()] == [3, 2]
+    assert [e["id"] for e in w.request("/api/events?rule=birds").json()] == [3]
     assert w.request("/api/events/3").json() == events[3]
     reply = w.request("/api/events/1/snapshot.jpg")
     assert (reply.status, reply.headers["content-type"], reply.body) == (

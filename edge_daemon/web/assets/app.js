@@ -95,7 +95,7 @@ async function pollEvents() {
         const img = document.createElement("img");
         img.loading = "lazy";
         img.alt = e.label;
-        img.src = `/api/events/${encodeURIComponent(e.id)}/snapshot.jpg`;
+        img.src = `/api/events/${encodeURIComponent(e.id)}/thumbnail.jpg`;
         li.appendChild(img);
       }
       const caption = document.createElement("div");
