@@ -241,3 +241,39 @@ def test_fuzzed_requests_leave_the_daemon_classifying_and_its_log_clean(
     text = d.log.read_text()
     assert "Traceback" not in text, text[-3000:]
     assert "WARNING" not in text and "ERROR" not in text, text[-3000:]
+
+
+def test_a_reload_that_changes_http_moves_the_server_without_an_error(
+    run_daemon: Callable[..., Running], frames_dir: Callable[..., Path]
+) -> None:
+    import signal
+
+    from tests.web.conftest import free_port
+
+    d = run_daemon(source=frames_dir("cat.bmp"), http={"stream_fps": 5})
+    data = yaml.safe_load(d.config.read_text())
+    data["http"]["stream_fps"] = 2  # same port: the new server binds once the old one let go
+    d.config.write_text(yaml.safe_dump(data))
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_for("the reload", lambda: d.status()["reloads"] == 1)
+    d.wait_for("served again", lambda: d.request("/healthz").status == 200)
+    assert d.status()["outputs"]["http"] == {"state": "ok", "last_error": None}
+
+    moved = free_port()
+    data["http"]["listen"] = f"127.0.0.1:{moved}"
+    d.config.write_text(yaml.safe_dump(data))
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_for("the second reload", lambda: d.status()["reloads"] == 2)
+    old_port, d.port = d.port, moved
+    d.wait_for("served on the new port", lambda: d.request("/healthz").status == 200)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", old_port), timeout=5).close()
+
+    data["model"]["top_k"] = 3  # a reload that leaves http alone keeps the server
+    d.config.write_text(yaml.safe_dump(data))
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_for("the third reload", lambda: d.status()["reloads"] == 3)
+    assert d.request("/healthz").status == 200
+    text = d.log.read_text()
+    assert "ERROR" not in text and "degraded" not in text, text[-3000:]
+    assert text.count("web page and API on") == 3  # start, and the two http changes
