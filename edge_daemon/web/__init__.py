@@ -1,8 +1,10 @@
 """The web page, the HTTP API and Prometheus metrics, served by the ``http`` sink.
 
-``sink.HttpSink`` keeps the latest frame and status it is handed;
-``server`` answers requests from its own threads; ``metrics`` reads the
-sink's state when scraped; ``events`` is the read-only view of the event
-history the API serves. Only the standard library serves HTTP;
-prometheus_client (the ``web`` extra) formats the metrics.
+``sink`` (the Sink: keeps the latest frame and status, binds the port),
+``server`` (the standard library's threading HTTP server, hardened),
+``app`` (the routes), ``live`` (JPEG and prediction messages, made once per
+frame), ``auth`` (tokens and users), ``metrics`` (a collector read when
+scraped; prometheus_client, the web extra, is imported there only) and
+``events`` (the read-only view of the event history). Assets ship in
+``assets/``.
 """
