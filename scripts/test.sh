@@ -57,11 +57,11 @@ esac
 # The web server's cost: the daemon with its server off, and on with 5 live-view
 # clients, alternating (about 30 s). Exit 1 (target missed) is reported, not fatal.
 http_status=0
-"$venv/bin/python" benchmarks/http.py --quick || http_status=$?
+"$venv/bin/python" benchmarks/web.py --quick || http_status=$?
 case $http_status in
   0) ;;
   1) echo "benchmark: the web server's target was missed on this machine (figures above); not a failure" ;;
-  *) echo "benchmark: benchmarks/http.py failed (exit $http_status)" >&2; exit "$http_status" ;;
+  *) echo "benchmark: benchmarks/web.py failed (exit $http_status)" >&2; exit "$http_status" ;;
 esac
 
 # ai-edge-litert with NumPy 2, as a Pi 64-bit install gets it by default.
