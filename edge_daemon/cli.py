@@ -1,4 +1,4 @@
-"""The ``edge-daemon`` command: run, classify, check, status, tail, models fetch, bench.
+"""The ``edge-daemon`` command: run, classify, check, status, tail, models fetch, bench, events.
 
 Every failure is one line on stderr and a non-zero exit; ``--debug`` shows
 the traceback as well. Errors are logged once, here at the top.
@@ -91,6 +91,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     setup_logging("WARNING", debug=args.debug)
     model = load_model(cfg)
     try:
+        from .events import events_dir
+        from .events.engine import rules_for
+
+        rules = rules_for(cfg, model.labels)  # rule labels checked against the model's
         e, i = model.engine, model.input
         quant = f"scale {i.scale:g}, zero point {i.zero_point}" if i.scale else "not quantized"
         out = e.output
@@ -108,6 +112,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             + (f" {cfg.source.path}" if cfg.source.kind == "files" else ""),
             "prediction_log": cfg.outputs.prediction_log or "off",
             "status_file": cfg.outputs.status_file or "off",
+            "events": (
+                f"{len(rules)} rule{'s' if len(rules) != 1 else ''}"
+                f" ({', '.join(r.name for r in rules)}), kept in {events_dir(cfg)}"
+                if rules
+                else "off"
+            ),
             "http": (
                 f"http://{cfg.http.listen}/ (auth {cfg.http.auth or 'none'})"
                 if cfg.http.listen
@@ -194,6 +204,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("latency   " + ", ".join(f"{k} {v} ms" for k, v in lat.items() if v is not None))
     if top:
         print(f"top-1     {top['label']} ({top['score']:.3f})")
+    events = status.get("events")
+    if isinstance(events, dict):
+        today = events.get("today") or {}
+        counts = today.get("labels") or {}
+        busiest = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+        opened = ", ".join(
+            f"{e['label'].split(',')[0]} (#{e['id']})" for e in events.get("open", [])
+        )
+        print(
+            f"events    {today.get('events', 0)} today"
+            + (f" ({busiest})" if busiest else "")
+            + (f"; now: {opened}" if opened else "")
+        )
     if status.get("last_error"):
         print(f"error     {status.get('last_error_at')}: {status['last_error']}")
     return code
@@ -403,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=50, metavar="N", help="frames per case")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
+
+    from .events.cli import add_parser as add_events_parser
+
+    add_events_parser(sub, [common, cfg])
     return p
 
 

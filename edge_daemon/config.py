@@ -39,9 +39,10 @@ def _key(
     lo: float | None = None,
     hi: float | None = None,
     path: bool = False,
+    required: bool = False,
 ) -> Any:
     """Declare a config key: its default, one line of documentation and its bounds."""
-    meta = {"doc": doc, "lo": lo, "hi": hi, "path": path}
+    meta = {"doc": doc, "lo": lo, "hi": hi, "path": path, "required": required}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -72,6 +73,13 @@ class ModelConfig:
     )
     std: Optional[float] = _key(
         None, "float models: see mean; null = metadata, else 127.5", lo=1e-9, hi=1e6
+    )
+    smoothing: int = _key(
+        0,
+        "average scores over this many frames before events, change mode and MQTT"
+        " state use them; 0 = off",
+        lo=0,
+        hi=1000,
     )
 
 
@@ -167,6 +175,53 @@ class DaemonConfig:
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _key("INFO", "log verbosity")
 
 
+RULE_NAME = r"[A-Za-z0-9_-]{1,64}"
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """One event rule: which labels, how sure, for how long."""
+
+    name: str = _key(
+        "", "the rule's name: letters, digits, _ and - (used in topics and ids)", required=True
+    )
+    labels: list[str] = _key(  # noqa: RUF009
+        [],
+        "label names, whole label lines, @birds/@cats/@dogs/@any groups or #index",
+        required=True,
+    )
+    min_score: float = _key(0.5, "smoothed top-1 score needed", lo=0.0, hi=1.0)
+    min_frames: int = _key(3, "frames in a row before an event starts", lo=1, hi=100_000)
+    end_after: float = _key(5.0, "seconds without a match that end the event", lo=0.0, hi=86400.0)
+    cooldown: float = _key(
+        0.0, "seconds after an event ends before the rule may start another", lo=0.0, hi=86400.0
+    )
+    # The YAML line of the rule's labels, for errors found when the model loads.
+    line: int = field(default=0, metadata={"internal": True}, compare=False)
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """Events: rules over the smoothed top-1, with snapshots and a SQLite history."""
+
+    rules: list[RuleConfig] = _key([], "event rules; an empty list turns events off")  # noqa: RUF009
+    dir: Optional[str] = _key(
+        None, "events.db and snapshots; null = daemon.state_dir/events", path=True
+    )
+    snapshots: bool = _key(True, "keep each event's best frame as a JPEG")
+    thumbnail: int = _key(0, "also keep a thumbnail this many pixels wide; 0 = none", lo=0, hi=4096)
+    jpeg_quality: int = _key(85, "JPEG quality of snapshots", lo=10, hi=100)
+    keep_days: float = _key(
+        30.0, "delete events older than this; 0 = keep forever", lo=0.0, hi=36500.0
+    )
+    max_bytes: int = _key(
+        500_000_000,
+        "delete the oldest events when snapshots and database outgrow this",
+        lo=1_000_000,
+        hi=2**50,
+    )
+
+
 @dataclass(frozen=True)
 class HttpConfig:
     """The web page, the HTTP API and Prometheus metrics (needs the web extra)."""
@@ -208,6 +263,7 @@ class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     # The file this came from (None: built-in defaults), not a YAML key.
     file: Optional[str] = field(default=None, metadata={"internal": True})
@@ -220,16 +276,22 @@ SECTIONS: dict[str, type] = {
     "source": SourceConfig,
     "outputs": OutputsConfig,
     "daemon": DaemonConfig,
+    "events": EventsConfig,
     "http": HttpConfig,
 }
 
 
 class _Invalid(Exception):
-    """A value failed validation: message and the YAML node to point at."""
+    """A value failed validation: message and the YAML node to point at.
 
-    def __init__(self, message: str, node: yaml.Node | None) -> None:
+    ``located``: the message already starts with the full key path (an error
+    inside a list of mappings, such as ``events.rules[0].min_score``).
+    """
+
+    def __init__(self, message: str, node: yaml.Node | None, located: bool = False) -> None:
         super().__init__(message)
         self.node = node
+        self.located = located
 
 
 def _show(value: Any) -> str:
@@ -270,10 +332,16 @@ def _fmt(bound: float | None) -> str:
     return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
-def _convert(tp: Any, node: yaml.Node, meta: dict[str, Any]) -> Any:
-    """Check one YAML node against a field's type annotation and return its value."""
+def _convert(tp: Any, node: yaml.Node, meta: dict[str, Any], path: str = "") -> Any:
+    """Check one YAML node against a field's type annotation and return its value.
+
+    ``path`` is the key path of the node (``events.rules``), for errors inside
+    a list of mappings.
+    """
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin is list and dataclasses.is_dataclass(args[0]):
+        return _mapping_list(args[0], node, path)
     if origin is Union:
         non_none = [a for a in args if a is not type(None)]
         if isinstance(node, yaml.ScalarNode) and _scalar(node) is None:
@@ -334,6 +402,22 @@ def _convert(tp: Any, node: yaml.Node, meta: dict[str, Any]) -> Any:
     raise TypeError(f"unsupported config type {tp!r}")  # a schema bug, not user input
 
 
+def _mapping_list(cls: Any, node: yaml.Node, path: str) -> list[Any]:
+    """A list of mappings, each checked as a ``cls`` (``events.rules[0].min_score``)."""
+    if not isinstance(node, yaml.SequenceNode):
+        got = _plain(node)
+        hint = "; write [] for none" if got is None else ""
+        raise _Invalid(f"must be a list of mappings{hint} (got {_show(got)})", node)
+    items = []
+    for i, item in enumerate(node.value):
+        built, _ = _section(cls, item, f"{path}[{i}]", required=True)
+        names = {f.name for f in dataclasses.fields(cls)}
+        if "line" in names:
+            built = dataclasses.replace(built, line=item.start_mark.line + 1)
+        items.append(built)
+    return items
+
+
 def _plain(node: yaml.Node) -> Any:
     loader = yaml.SafeLoader("")
     try:
@@ -342,14 +426,25 @@ def _plain(node: yaml.Node) -> Any:
         loader.dispose()
 
 
-def _section(cls: type, node: yaml.Node | None, prefix: str) -> tuple[Any, dict[str, yaml.Node]]:
-    """Build one section dataclass from its mapping node; unknown keys are errors."""
-    if node is None or (isinstance(node, yaml.ScalarNode) and _scalar(node) is None):
+def _section(
+    cls: type, node: yaml.Node | None, prefix: str, *, required: bool = False
+) -> tuple[Any, dict[str, yaml.Node]]:
+    """Build one section dataclass from its mapping node; unknown keys are errors.
+
+    ``required``: the mapping must be there (an item of a list of mappings),
+    and so must its keys declared ``required``.
+    """
+    empty = node is None or (isinstance(node, yaml.ScalarNode) and _scalar(node) is None)
+    if empty and not required:
         return cls(), {}
-    if not isinstance(node, yaml.MappingNode):
-        raise _Invalid(f"{prefix}: must be a mapping of keys (got {_show(_plain(node))})", node)
+    if empty or not isinstance(node, yaml.MappingNode):
+        raise _Invalid(
+            f"{prefix}: must be a mapping of keys (got {_show(_plain(node)) if node else 'null'})",
+            node,
+            located=True,
+        )
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     values: dict[str, Any] = {}
     nodes: dict[str, yaml.Node] = {}
     for key_node, value_node in node.value:
@@ -358,14 +453,22 @@ def _section(cls: type, node: yaml.Node | None, prefix: str) -> tuple[Any, dict[
         if key not in fields:
             close = _closest(str(key), list(fields))
             hint = f" (did you mean {prefix}.{close}?)" if close else ""
-            raise _Invalid(f"{path}: unknown key{hint}; known keys: {', '.join(fields)}", key_node)
+            raise _Invalid(
+                f"{path}: unknown key{hint}; known keys: {', '.join(fields)}", key_node, True
+            )
         if key in values:
-            raise _Invalid(f"{path}: given twice", key_node)
+            raise _Invalid(f"{path}: given twice", key_node, True)
         try:
-            values[key] = _convert(hints[key], value_node, dict(fields[key].metadata))
+            values[key] = _convert(hints[key], value_node, dict(fields[key].metadata), path)
         except _Invalid as exc:
-            raise _Invalid(f"{path}: {exc}", exc.node) from None
+            if exc.located:
+                raise
+            raise _Invalid(f"{path}: {exc}", exc.node, True) from None
         nodes[key] = value_node
+    if required:
+        for name, f in fields.items():
+            if f.metadata.get("required") and name not in values:
+                raise _Invalid(f"{prefix}: missing key {name}", node, True)
     return cls(**values), nodes
 
 
@@ -474,6 +577,26 @@ def _http_checks(h: HttpConfig, nodes: dict[str, yaml.Node]) -> None:
             )
 
 
+def _check_rules(cfg: Config, nodes: dict[str, dict[str, yaml.Node]]) -> None:
+    """Rule names are ids (topics, entity ids, ``--rule``): well-formed and unique."""
+    import re
+
+    seq = nodes.get("events", {}).get("rules")
+    items = seq.value if isinstance(seq, yaml.SequenceNode) else []
+    seen: set[str] = set()
+    for i, rule in enumerate(cfg.events.rules):
+        node = items[i] if i < len(items) else None
+        if not re.fullmatch(RULE_NAME, rule.name):
+            raise _Invalid(
+                f"events.rules[{i}].name: use 1 to 64 letters, digits, _ or -"
+                f" (got {_show(rule.name)})",
+                node,
+            )
+        if rule.name in seen:
+            raise _Invalid(f"events.rules[{i}].name: {rule.name!r} names two rules", node)
+        seen.add(rule.name)
+
+
 def parse_config(text: str, *, name: str = "<config>", base: Path | None = None) -> Config:
     """Validate YAML text and return a Config; relative paths resolve against ``base``."""
     try:
@@ -488,6 +611,7 @@ def parse_config(text: str, *, name: str = "<config>", base: Path | None = None)
     try:
         cfg, nodes = _build(root)
         _cross_checks(cfg, nodes)
+        _check_rules(cfg, nodes)
     except RecursionError:
         raise ConfigError(f"{name}: a value is nested too deeply; fix the config") from None
     except _Invalid as exc:
@@ -507,6 +631,7 @@ def parse_config(text: str, *, name: str = "<config>", base: Path | None = None)
         source=_resolve_paths(cfg.source, base),
         outputs=_resolve_paths(cfg.outputs, base),
         daemon=_resolve_paths(cfg.daemon, base),
+        events=_resolve_paths(cfg.events, base),
         http=_resolve_paths(cfg.http, base),
         file=name if name != "<config>" else None,
     )

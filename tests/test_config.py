@@ -278,3 +278,84 @@ def test_environment_variable_names_the_config(
     cfg = load_config(None)
     assert cfg.model.top_k == 7
     assert cfg.file == str(path)
+
+
+# -- lists of mappings (events.rules) --------------------------------------------------
+
+
+def test_event_rules_are_checked_item_by_item_with_key_paths_and_lines() -> None:
+    text = """\
+        events:
+          rules:
+            - name: feeder
+              labels: [goldfinch]
+            - name: cats
+              labels: ["@cats"]
+              min_frames: 0
+        """
+    assert config_error(text) == (
+        "config.yaml:7: events.rules[1].min_frames: must be between 1 and 100000 (got 0)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "events:\n  rules:\n    - labels: [jay]\n",
+            "config.yaml:3: events.rules[0]: missing key name",
+        ),
+        (
+            "events:\n  rules:\n    - name: a\n      labels: [jay]\n      min_scor: 1\n",
+            "config.yaml:5: events.rules[0].min_scor: unknown key (did you mean"
+            " events.rules[0].min_score?); known keys: name, labels, min_score, min_frames,"
+            " end_after, cooldown",
+        ),
+        (
+            "events:\n  rules: [jay]\n",
+            "config.yaml:2: events.rules[0]: must be a mapping of keys (got 'jay')",
+        ),
+        (
+            "events:\n  rules:\n    name: a\n",
+            "config.yaml:3: events.rules: must be a list of mappings (got {name: a})",
+        ),
+        (
+            "events:\n  rules:\n    - {name: a, labels: [jay]}\n    - {name: a, labels: [owl]}\n",
+            "config.yaml:4: events.rules[1].name: 'a' names two rules",
+        ),
+        (
+            "events:\n  rules:\n    - {name: bird feeder, labels: [jay]}\n",
+            "config.yaml:3: events.rules[0].name: use 1 to 64 letters, digits, _ or -"
+            " (got 'bird feeder')",
+        ),
+        (
+            "events:\n  rules:\n    - {name: a, labels: []}\n",
+            "config.yaml:3: events.rules[0].labels: must not be an empty list",
+        ),
+        (
+            "model:\n  smoothing: -1\n",
+            "config.yaml:2: model.smoothing: must be between 0 and 1000 (got -1)",
+        ),
+    ],
+)
+def test_bad_event_rules(text: str, expected: str) -> None:
+    assert config_error(text) == expected
+
+
+def test_event_rules_defaults_and_paths() -> None:
+    cfg = parse_config(
+        "events:\n  dir: ev\n  rules:\n    - name: feeder\n      labels: ['@birds']\n",
+        base=Path("/srv"),
+    )
+    (rule,) = cfg.events.rules
+    assert (rule.min_score, rule.min_frames, rule.end_after, rule.cooldown) == (0.5, 3, 5.0, 0.0)
+    assert rule.line == 4
+    assert cfg.events.dir == "/srv/ev"
+    assert parse_config("").events.rules == []
+
+
+def test_no_event_rules_is_an_empty_list_not_an_empty_key() -> None:
+    assert config_error("events:\n  rules:\n") == (
+        "config.yaml:2: events.rules: must be a list of mappings; write [] for none (got null)"
+    )
+    assert parse_config("events:\n  rules: []\n").events.rules == []

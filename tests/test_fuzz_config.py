@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_daemon.config import (
+    RULE_NAME,
     SECTIONS,
     Config,
     is_loopback,
@@ -66,12 +67,42 @@ def _parts(tp: Any) -> tuple[bool, list[Any]]:
     return False, [tp]
 
 
+def _mapping_list(tp: Any) -> bool:
+    """A list of mappings, each a dataclass (such as events.rules)."""
+    return typing.get_origin(tp) is list and dataclasses.is_dataclass(typing.get_args(tp)[0])
+
+
+def item_mappings(cls: Any) -> st.SearchStrategy[dict[str, Any]]:
+    """Valid mappings for one item of a list of mappings: required keys and some others."""
+    hints = typing.get_type_hints(cls)
+    required: dict[str, st.SearchStrategy[Any]] = {}
+    others: dict[str, st.SearchStrategy[Any]] = {}
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue
+        if f.name == "name":
+            strategy: st.SearchStrategy[Any] = st.from_regex(RULE_NAME, fullmatch=True)
+        elif hints[f.name] == list[str]:
+            chars = st.characters(codec="utf-8", exclude_characters="\x85\u2028\u2029")
+            text = st.text(chars, min_size=1).filter(str.strip)
+            strategy = st.lists(text, min_size=1, max_size=3, unique=True)
+        else:
+            strategy = valid_values(
+                Key("", f.name, hints[f.name], f.metadata["lo"], f.metadata["hi"])
+            )
+        (required if f.metadata.get("required") else others)[f.name] = strategy
+    return st.fixed_dictionaries(required, optional=others)
+
+
 def valid_values(key: Key) -> st.SearchStrategy[Any]:
     optional, alternatives = _parts(key.type)
     options: list[st.SearchStrategy[Any]] = [st.none()] if optional else []
     for tp in alternatives:
         origin = typing.get_origin(tp)
-        if origin is Literal:
+        if _mapping_list(tp):
+            items = item_mappings(typing.get_args(tp)[0])
+            options.append(st.lists(items, max_size=3, unique_by=lambda m: m["name"]))
+        elif origin is Literal:
             options.append(st.sampled_from(typing.get_args(tp)))
         elif origin is list:
             names = typing.get_args(typing.get_args(tp)[0])
@@ -134,7 +165,9 @@ def invalid_values(key: Key) -> st.SearchStrategy[Any]:
         }
         options.append(st.text(min_size=1, max_size=12).filter(lambda v: v not in choices))
         options.append(st.integers())
-    if list in kinds:
+    if any(_mapping_list(tp) for tp in alternatives):
+        options.append(st.integers() | st.booleans())
+    elif list in kinds:
         names = [
             n
             for tp in alternatives
@@ -225,6 +258,8 @@ def test_every_valid_value_of_every_key_is_accepted(data: dict[str, dict[str, An
             field = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
             if field.metadata.get("path") and isinstance(value, str):
                 assert got == str(Path("/srv") / os.path.expanduser(value))
+            elif isinstance(got, list) and got and dataclasses.is_dataclass(got[0]):
+                assert [{k: getattr(g, k) for k in v} for g, v in zip(got, value)] == value
             else:
                 assert got == value  # 3 == 3.0 for an integer given to a float key
 

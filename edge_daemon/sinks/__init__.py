@@ -37,6 +37,27 @@ class SinkKind:
     make: Callable[[Config, SinkContext], Optional[Sink]]
 
 
+def _events_section(c: Config) -> Any:
+    from ..events import events_dir
+
+    e = c.events
+    return (
+        bool(e.rules),
+        events_dir(c),
+        e.snapshots,
+        e.thumbnail,
+        e.jpeg_quality,
+        e.keep_days,
+        e.max_bytes,
+    )
+
+
+def _make_events(cfg: Config, ctx: SinkContext) -> Optional[Sink]:
+    from ..events.sink import EventsSink
+
+    return EventsSink.from_config(cfg, ctx)
+
+
 SINKS: dict[str, SinkKind] = {
     "prediction_log": SinkKind(
         lambda c: (
@@ -49,6 +70,8 @@ SINKS: dict[str, SinkKind] = {
         PredictionLogSink.from_config,
     ),
     "status_file": SinkKind(lambda c: c.outputs.status_file, StatusFileSink.from_config),
+    # Rules are not part of it: editing a rule keeps the writer (and open events).
+    "events": SinkKind(_events_section, _make_events),
     "http": SinkKind(_http_section, _http),
 }
 
