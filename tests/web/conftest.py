@@ -279,7 +279,11 @@ def run_daemon(
         run = Running(proc, config, port, log, tmp_path / "out" / "status.json", token)
         started.append(run)
         if wait:
-            run.wait_for(f"daemon {wait}", lambda: run.status()["state"] == wait)
+            # "running" is written before the first frame is classified: wait for one.
+            run.wait_for(
+                f"daemon {wait}",
+                lambda: run.status()["state"] == wait and run.status()["frames"] > 0,
+            )
         return run
 
     yield start

@@ -85,7 +85,7 @@ def test_post_reload_reloads_and_an_open_listen_without_auth_is_refused(
     run_daemon: Callable[..., Running],
 ) -> None:
     d = run_daemon(token=TOKEN, overrides={"model": {"top_k": 3}})
-    assert len(d.status()["predictions"]) == 3
+    d.wait_for("top 3", lambda: len(d.status()["predictions"]) == 3)
     data = yaml.safe_load(d.config.read_text())
     data["model"]["top_k"] = 5
     d.config.write_text(yaml.safe_dump(data))
@@ -277,3 +277,37 @@ def test_a_reload_that_changes_http_moves_the_server_without_an_error(
     text = d.log.read_text()
     assert "ERROR" not in text and "degraded" not in text, text[-3000:]
     assert text.count("web page and API on") == 3  # start, and the two http changes
+
+
+def test_events_of_a_running_daemon_through_the_api(
+    run_daemon: Callable[..., Running], frames_dir: Callable[..., Path]
+) -> None:
+    import io
+
+    from PIL import Image
+
+    rules = [{"name": "birds", "labels": ["@birds"], "min_score": 0.3, "min_frames": 2}]
+    d = run_daemon(
+        source=frames_dir("parrot.jpg"),
+        overrides={"events": {"rules": rules, "thumbnail": 64}},
+    )
+    d.wait_for("an event", lambda: len(d.request("/api/events").json()) >= 1)
+    event = d.request("/api/events").json()[0]
+    assert event["rule"] == "birds" and "macaw" in event["label"]
+    assert d.request(f"/api/events/{event['id']}").json()["id"] == event["id"]
+    d.wait_for(
+        "its snapshot",
+        lambda: d.request(f"/api/events/{event['id']}/snapshot.jpg").status == 200,
+    )
+    snapshot = Image.open(io.BytesIO(d.request(f"/api/events/{event['id']}/snapshot.jpg").body))
+    assert snapshot.format == "JPEG"
+    d.wait_for(
+        "its thumbnail",
+        lambda: (
+            Image.open(io.BytesIO(d.request(f"/api/events/{event['id']}/thumbnail.jpg").body)).width
+            == 64
+        ),
+    )
+    assert d.request("/api/events?rule=cats").json() == []
+    metrics = samples(d.request("/metrics").body.decode())
+    assert metrics['edge_daemon_events_total{rule="birds"}'] >= 1
