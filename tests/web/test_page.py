@@ -58,7 +58,13 @@ def test_the_page_shows_what_the_daemon_sees(
     frames = tmp_path / "frames"
     frames.mkdir()
     replace_frame(frames, "parrot.jpg")
-    d = run_daemon(source=frames, token=TOKEN, http={"stream_fps": 10})
+    rules = [{"name": "birds", "labels": ["@birds"], "min_score": 0.3, "min_frames": 2}]
+    d = run_daemon(
+        source=frames,
+        token=TOKEN,
+        http={"stream_fps": 10},
+        overrides={"events": {"rules": rules, "thumbnail": 160}},
+    )
     # Playwright's waits evaluate script text, which the page's policy forbids (as it
     # should); the phone test below runs with the policy in force.
     context = browser.new_context(viewport={"width": 1100, "height": 900}, bypass_csp=True)
@@ -84,6 +90,12 @@ def test_the_page_shows_what_the_daemon_sees(
     assert page.inner_text("#delegate") == d.status()["delegate"]
     assert page.inner_text("#model") == "mobilenet_v1_0.25_128_quant.tflite"
     assert page.locator("#bars li").count() == len(d.status()["predictions"])
+    # The parrot made an event: the page lists it with its thumbnail.
+    page.wait_for_function(
+        "[...document.querySelectorAll('#events img')].some(i => i.naturalWidth > 0)",
+        timeout=30_000,
+    )
+    assert "macaw" in page.inner_text("#events")
     shot = tmp_path / "page.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot of the page: {shot}")

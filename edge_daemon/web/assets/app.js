@@ -100,7 +100,10 @@ async function pollEvents() {
       }
       const caption = document.createElement("div");
       const score = typeof e.score === "number" ? ` ${(e.score * 100).toFixed(0)}%` : "";
-      caption.textContent = `${firstName(e.label)}${score} · ${e.start || ""}`;
+      const start = e.start ? new Date(e.start) : null;
+      const when = start && !isNaN(start) ? start.toLocaleString() : "";
+      caption.textContent = `${firstName(e.label)}${score} · ${when}`;
+      caption.title = `${e.rule}: ${e.label}, ${e.start} to ${e.end || "now"}`;
       li.appendChild(caption);
       return li;
     }));
