@@ -239,7 +239,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             on.stop()
 
     ratio = statistics.median(ratios) if ratios else 0.0
-    print(f"http benchmark: {MODEL}, {pairs} pairs of {seconds:g} s windows, {CLIENTS} clients")
+    print(f"web benchmark: {MODEL}, {pairs} pairs of {seconds:g} s windows, {CLIENTS} clients")
     print(f"  server off:            {statistics.median(fps_off):7.1f} frames/s (median)")
     print(f"  server on, {CLIENTS} viewers: {statistics.median(fps_on):7.1f} frames/s (median)")
     print(f"  ratio on/off:          {ratio:7.3f}x (target >= {TARGET}x)")
