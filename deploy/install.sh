@@ -354,7 +354,8 @@ install_venv() {
             --exclude=./models --exclude='./.venv*' --exclude=./edge-daemon-data \
             --exclude=__pycache__ -cf - . | tar -C "$build" -xf -
     fi
-    reqs=("${build}[${extra}]")
+    # web: the page, the HTTP API and /metrics (on by default, on 127.0.0.1:8080).
+    reqs=("${build}[${extra},web]")
     local pip_args=(--disable-pip-version-check --no-input install --upgrade --upgrade-strategy only-if-needed)
     # apt's picamera2 stack (simplejpeg, ...) is built against Bookworm's
     # NumPy 1.x; a NumPy 2 in the venv would shadow it and break the camera.

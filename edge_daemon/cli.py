@@ -123,6 +123,11 @@ def cmd_check(args: argparse.Namespace) -> int:
                 if rules
                 else "off"
             ),
+            "http": (
+                f"http://{cfg.http.listen}/ (auth {cfg.http.auth or 'none'})"
+                if cfg.http.listen
+                else "off"
+            ),
         }
         if args.json:
             print(json.dumps(summary))

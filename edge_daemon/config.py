@@ -291,6 +291,37 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """The web page, the HTTP API and Prometheus metrics (needs the web extra)."""
+
+    listen: Optional[str] = _key(
+        "127.0.0.1:8080",
+        "HOST:PORT to serve on ([::1]:8080 for IPv6); beyond loopback needs auth; null = off",
+    )
+    auth: Optional[Literal["none", "token", "basic"]] = _key(
+        None,
+        "token (Bearer, from token_file), basic (users_file) or none; null = none on"
+        " loopback, an error beyond it",
+    )
+    token_file: Optional[str] = _key(
+        None, "auth: token: a file holding the token (one line, 16+ characters)", path=True
+    )
+    users_file: Optional[str] = _key(None, "auth: basic: a file of user:password lines", path=True)
+    stream_fps: float = _key(
+        5.0,
+        "most frames (live view) and predictions (page) per second a client gets",
+        lo=0.1,
+        hi=30.0,
+    )
+    max_clients: int = _key(
+        32, "connections served at once; more are answered 503 and closed", lo=1, hi=1024
+    )
+    idle_timeout: float = _key(
+        20.0, "close a connection that sends or reads nothing for this long (s)", lo=1.0, hi=3600.0
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole, validated config with every relative path made absolute."""
 
@@ -302,6 +333,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     # The file this came from (None: built-in defaults), not a YAML key.
     file: Optional[str] = field(default=None, metadata={"internal": True})
 
@@ -315,6 +347,7 @@ SECTIONS: dict[str, type] = {
     "daemon": DaemonConfig,
     "mqtt": MqttConfig,
     "events": EventsConfig,
+    "http": HttpConfig,
 }
 
 
@@ -579,6 +612,61 @@ def _cross_checks(cfg: Config, nodes: dict[str, dict[str, yaml.Node]]) -> None:
             f" (got {src.retry_max})",
             nodes.get("source", {}).get("retry_max"),
         )
+    _http_checks(cfg.http, nodes.get("http", {}))
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` as (host, port); ValueError says what is wrong."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("an IPv6 address goes in brackets, e.g. [::1]:8080")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("the port must be a number from 0 to 65535")
+    import ipaddress
+
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(
+                "the host must be an IP address (0.0.0.0 for every interface) or localhost"
+            ) from None
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host is reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    return ipaddress.ip_address(host).is_loopback
+
+
+def _http_checks(h: HttpConfig, nodes: dict[str, yaml.Node]) -> None:
+    if h.listen is None:
+        return
+    try:
+        host, _ = parse_listen(h.listen)
+    except ValueError as exc:
+        raise _Invalid(f"http.listen: {exc} (got {_show(h.listen)})", nodes.get("listen")) from None
+    if h.auth is None and not is_loopback(host):
+        raise _Invalid(
+            f"http.listen: {h.listen} is reachable from the network, so it needs a password:"
+            " set http.auth: token with http.token_file (a file holding a long random token),"
+            " or auth: basic with http.users_file; write auth: none to serve it open on purpose",
+            nodes.get("listen"),
+        )
+    for auth, key in (("token", "token_file"), ("basic", "users_file")):
+        if h.auth == auth and getattr(h, key) is None:
+            raise _Invalid(
+                f"http.auth: {auth} needs http.{key} (the secret lives in its own file)",
+                nodes.get("auth"),
+            )
 
 
 _TOPIC_SAFE = re.compile(r"[A-Za-z0-9_-]+")
@@ -674,6 +762,7 @@ def parse_config(text: str, *, name: str = "<config>", base: Path | None = None)
         daemon=_resolve_paths(cfg.daemon, base),
         mqtt=_resolve_paths(cfg.mqtt, base),
         events=_resolve_paths(cfg.events, base),
+        http=_resolve_paths(cfg.http, base),
         file=name if name != "<config>" else None,
     )
 

@@ -22,6 +22,10 @@ command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
 command -v openssl >/dev/null || need+=(openssl)
 # pgrep: the real-systemd check (tests/deploy/systemd_boot.sh) finds its PID 1.
 command -v pgrep >/dev/null || need+=(procps)
+# The web page is tested in Debian's chromium (driven by playwright, which never
+# downloads a browser of its own); /metrics is checked by promtool.
+command -v chromium >/dev/null || need+=(chromium)
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing system packages: ${need[*]}"
@@ -35,7 +39,7 @@ fi
 
 venv=${VENV:-.venv-test}
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,tflite,systemd,mqtt,dev]"
+"$venv/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,tflite,systemd,mqtt,web,dev]"
 
 "$venv/bin/ruff" check .
 "$venv/bin/mypy"
@@ -76,6 +80,16 @@ case $events_status in
   0) ;;
   1) echo "benchmark: the events target was missed on this machine (figures above); not a failure" ;;
   *) echo "benchmark: benchmarks/events.py failed (exit $events_status)" >&2; exit "$events_status" ;;
+esac
+
+# The web server's cost: the daemon with its server off, and on with 5 live-view
+# clients, alternating (about 30 s). Exit 1 (target missed) is reported, not fatal.
+http_status=0
+"$venv/bin/python" benchmarks/web.py --quick || http_status=$?
+case $http_status in
+  0) ;;
+  1) echo "benchmark: the web server's target was missed on this machine (figures above); not a failure" ;;
+  *) echo "benchmark: benchmarks/web.py failed (exit $http_status)" >&2; exit "$http_status" ;;
 esac
 
 # ai-edge-litert with NumPy 2, as a Pi 64-bit install gets it by default.

@@ -73,6 +73,9 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
                 "status_interval": 0.2,
             },
             "daemon": {"state_dir": str(tmp_path / "state")},
+            # The server is on by default (127.0.0.1:8080): a test that wants it
+            # asks for it, on a free port.
+            "http": {"listen": None},
         }
         data = _merge(data, overrides or {})
         path = tmp_path / name

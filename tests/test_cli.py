@@ -326,6 +326,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "engine": {"delegates": ["xnnpack"]},
                 "source": {"path": str(shared_file(IMAGES)), "loop": True},
                 "outputs": {"prediction_log": str(folder / "p.jsonl"), "status_file": None},
+                "http": {"listen": None},
             }
         )
     )

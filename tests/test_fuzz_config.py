@@ -22,7 +22,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_daemon.config import RULE_NAME, SECTIONS, Config, load_config, parse_config
+from edge_daemon.config import (
+    RULE_NAME,
+    SECTIONS,
+    Config,
+    is_loopback,
+    load_config,
+    parse_config,
+    parse_listen,
+)
 from edge_daemon.errors import ConfigError
 from tests.helpers import run_cli
 
@@ -224,6 +232,23 @@ def cross_check_error(data: dict[str, dict[str, Any]]) -> Optional[str]:
         return "mqtt.heartbeat"
     if src.get("retry_max", 30.0) < src.get("retry_initial", 0.5):
         return "source.retry_max"
+    return http_check_error(data.get("http", {}))
+
+
+def http_check_error(h: dict[str, Any]) -> Optional[str]:
+    """The http key refused across keys: an unparsable or unguarded listen, a missing secret."""
+    listen = h.get("listen", "127.0.0.1:8080")
+    if listen is None:
+        return None
+    try:
+        host, _ = parse_listen(listen)
+    except ValueError:
+        return "http.listen"
+    if h.get("auth") is None and not is_loopback(host):
+        return "http.listen"
+    for auth, secret in (("token", "token_file"), ("basic", "users_file")):
+        if h.get("auth") == auth and h.get(secret) is None:
+            return "http.auth"
     return None
 
 

@@ -17,6 +17,18 @@ from .prediction_log import PredictionLog, PredictionLogSink
 from .status_file import StatusFile, StatusFileSink, read_status
 
 
+def _http(cfg: Config, ctx: SinkContext) -> Optional[Sink]:
+    from ..web.sink import make_http_sink  # the server and its imports only when wanted
+
+    return make_http_sink(cfg, ctx)
+
+
+def _http_section(c: Config) -> Any:
+    from ..web.events import events_folder  # where /api/events reads from
+
+    return (c.http, events_folder(c))
+
+
 @dataclass(frozen=True)
 class SinkKind:
     """How to build one kind of sink from the config."""
@@ -65,6 +77,7 @@ SINKS: dict[str, SinkKind] = {
     ),
     # Rules are not part of it: editing a rule keeps the writer (and open events).
     "events": SinkKind(_events_section, _make_events),
+    "http": SinkKind(_http_section, _http),
 }
 
 
