@@ -72,3 +72,15 @@ def test_broker_urls() -> None:
     )
     with pytest.raises(EdgeDaemonError, match="no broker"):
         apply_broker_url(MqttConfig(), None)
+
+
+def test_without_paho_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from edge_daemon.broker import import_paho
+
+    monkeypatch.setitem(sys.modules, "paho", None)  # as if paho-mqtt were not installed
+    monkeypatch.setitem(sys.modules, "paho.mqtt", None)
+    monkeypatch.setitem(sys.modules, "paho.mqtt.client", None)
+    with pytest.raises(EdgeDaemonError, match=r"pip install 'edge-daemon\[mqtt\]'"):
+        import_paho()
