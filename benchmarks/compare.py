@@ -188,6 +188,8 @@ def write_config(
             "status_file": str(out / "status.json"),
         },
         "daemon": {"state_dir": str(state)},
+        # No web server: port 8080 may be taken here; benchmarks/web.py measures its cost.
+        "http": {"listen": None},
     }
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

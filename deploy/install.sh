@@ -419,6 +419,8 @@ install_venv() {
             --exclude=./models --exclude='./.venv*' --exclude=./edge-daemon-data \
             --exclude=__pycache__ -cf - . | tar -C "$build" -xf -
     fi
+    # mqtt and web (the page, the HTTP API and /metrics, on by default on
+    # 127.0.0.1:8080): the outputs work after any install.
     reqs=("${build}[${extra},${OUTPUT_EXTRAS}]")
     local pip_args=(--disable-pip-version-check --no-input install --upgrade --upgrade-strategy only-if-needed)
     # apt's picamera2 stack (simplejpeg, ...) is built against Bookworm's

@@ -1,5 +1,5 @@
-"""The ``edge-daemon`` command: run, classify, check, status, tail, models fetch, config
-schema, bench.
+"""The ``edge-daemon`` command: run, classify, check, status, tail, models fetch, bench,
+events, config schema.
 
 Every failure is one line on stderr and a non-zero exit; ``--debug`` shows
 the traceback as well. Errors are logged once, here at the top.
@@ -92,6 +92,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     setup_logging("WARNING", debug=args.debug)
     model = load_model(cfg)
     try:
+        from .events import events_dir
+        from .events.engine import rules_for
+
+        rules = rules_for(cfg, model.labels)  # rule labels checked against the model's
         e, i = model.engine, model.input
         quant = f"scale {i.scale:g}, zero point {i.zero_point}" if i.scale else "not quantized"
         out = e.output
@@ -109,6 +113,22 @@ def cmd_check(args: argparse.Namespace) -> int:
             + (f" {cfg.source.path}" if cfg.source.kind == "files" else ""),
             "prediction_log": cfg.outputs.prediction_log or "off",
             "status_file": cfg.outputs.status_file or "off",
+            "mqtt": (
+                f"{cfg.mqtt.host}:{cfg.mqtt.port}" + (" (tls)" if cfg.mqtt.tls else "")
+                if cfg.mqtt.host
+                else "off"
+            ),
+            "events": (
+                f"{len(rules)} rule{'s' if len(rules) != 1 else ''}"
+                f" ({', '.join(r.name for r in rules)}), kept in {events_dir(cfg)}"
+                if rules
+                else "off"
+            ),
+            "http": (
+                f"http://{cfg.http.listen}/ (auth {cfg.http.auth or 'none'})"
+                if cfg.http.listen
+                else "off"
+            ),
         }
         if args.json:
             print(json.dumps(summary))
@@ -190,6 +210,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("latency   " + ", ".join(f"{k} {v} ms" for k, v in lat.items() if v is not None))
     if top:
         print(f"top-1     {top['label']} ({top['score']:.3f})")
+    events = status.get("events")
+    if isinstance(events, dict):
+        today = events.get("today") or {}
+        counts = today.get("labels") or {}
+        busiest = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+        opened = ", ".join(
+            f"{e['label'].split(',')[0]} (#{e['id']})" for e in events.get("open", [])
+        )
+        print(
+            f"events    {today.get('events', 0)} today"
+            + (f" ({busiest})" if busiest else "")
+            + (f"; now: {opened}" if opened else "")
+        )
     if status.get("last_error"):
         print(f"error     {status.get('last_error_at')}: {status['last_error']}")
     return code
@@ -327,6 +360,84 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return code
 
 
+# -- fleet, mqtt forget ------------------------------------------------------
+def _mqtt_config(args: argparse.Namespace) -> Any:
+    from .broker import apply_broker_url
+
+    cfg = _config(args)
+    return apply_broker_url(cfg.mqtt, args.broker, args.password_file)
+
+
+def _print_fleet(rows: list[dict[str, Any]], as_json: bool) -> None:
+    from .fleet import table
+
+    if as_json:
+        print(json.dumps(rows), flush=True)
+    else:
+        print(table(rows), flush=True)
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from .broker import where
+    from .fleet import FleetView
+
+    setup_logging("WARNING", debug=args.debug)
+    mq = _mqtt_config(args)
+    view = FleetView(mq)
+    try:
+        view.settle()
+        rows = view.rows()
+        if not rows and not args.watch:
+            print(
+                f"edge-daemon: no edge-daemon has published under {mq.topic_prefix}/ on"
+                f" {where(mq)}",
+                file=sys.stderr,
+            )
+            return 1
+        _print_fleet(rows, args.json)
+        if not args.watch:
+            return 0
+        redraw = time.monotonic() + 5
+        while True:
+            changed = view.fleet.changed.wait(1.0)
+            if not changed and time.monotonic() < redraw:
+                continue
+            time.sleep(0.2)  # let a burst of updates land together
+            view.fleet.changed.clear()
+            redraw = time.monotonic() + 5
+            if not args.json and sys.stdout.isatty():
+                print("\033[H\033[J", end="")
+            elif not args.json:
+                print()
+            _print_fleet(view.rows(), args.json)
+    finally:
+        view.close()
+
+
+def cmd_mqtt_forget(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .broker import device_name, where
+    from .fleet import forget
+
+    setup_logging("WARNING", debug=args.debug)
+    mq = _mqtt_config(args)
+    if args.device is not None:
+        mq = replace(mq, device=args.device)
+    cleared, online = forget(mq)
+    print(
+        f"removed the Home Assistant entities and retained topics of {device_name(mq)}"
+        f" from {where(mq)} ({len(cleared)} topics)"
+    )
+    if online:
+        print(
+            f"edge-daemon: note: {device_name(mq)} is online; its daemon publishes them again"
+            " when it reconnects. Stop it, or set mqtt.discovery: false, first",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (docs/usage.md lists its commands)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -416,6 +527,37 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=50, metavar="N", help="frames per case")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
+    brk = argparse.ArgumentParser(add_help=False)
+    brk.add_argument(
+        "--broker",
+        metavar="URL",
+        help="mqtt://[user@]host[:port] or mqtts://... (default: the config's mqtt section)",
+    )
+    brk.add_argument(
+        "--password-file", metavar="PATH", help="file with the broker password (one line)"
+    )
+    fl = sub.add_parser(
+        "fleet",
+        parents=[common, cfg, brk],
+        help="list every edge-daemon publishing to the MQTT broker",
+    )
+    fl.add_argument("--json", action="store_true", help="a JSON list of devices")
+    fl.add_argument("--watch", action="store_true", help="keep the view updated")
+    fl.set_defaults(func=cmd_fleet)
+
+    mq = sub.add_parser("mqtt", parents=[common], help="MQTT and Home Assistant")
+    mqsub = mq.add_subparsers(dest="mqtt_command", metavar="ACTION", required=True)
+    fg = mqsub.add_parser(
+        "forget",
+        parents=[common, cfg, brk],
+        help="remove this Pi's Home Assistant entities (empty retained discovery configs)",
+    )
+    fg.add_argument("--device", metavar="NAME", help="another Pi's mqtt.device name")
+    fg.set_defaults(func=cmd_mqtt_forget)
+
+    from .events.cli import add_parser as add_events_parser
+
+    add_events_parser(sub, [common, cfg])
     return p
 
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, ClassVar, Literal, Optional, Union
 
 import yaml
 
@@ -39,9 +40,10 @@ def _key(
     lo: float | None = None,
     hi: float | None = None,
     path: bool = False,
+    required: bool = False,
 ) -> Any:
     """Declare a config key: its default, one line of documentation and its bounds."""
-    meta = {"doc": doc, "lo": lo, "hi": hi, "path": path}
+    meta = {"doc": doc, "lo": lo, "hi": hi, "path": path, "required": required}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -72,6 +74,13 @@ class ModelConfig:
     )
     std: Optional[float] = _key(
         None, "float models: see mean; null = metadata, else 127.5", lo=1e-9, hi=1e6
+    )
+    smoothing: int = _key(
+        0,
+        "average scores over this many frames before events, change mode and MQTT"
+        " state use them; 0 = off",
+        lo=0,
+        hi=1000,
     )
 
 
@@ -160,11 +169,156 @@ class OutputsConfig:
 
 
 @dataclass(frozen=True)
+class MqttTlsConfig:
+    """TLS to the broker (mqtt.tls); a mapping here, even {}, turns TLS on."""
+
+    ca_file: Optional[str] = _key(
+        None, "CA certificate(s) that signed the broker's; null = the system's CAs", path=True
+    )
+    cert_file: Optional[str] = _key(
+        None, "client certificate, for brokers that authenticate clients by it", path=True
+    )
+    key_file: Optional[str] = _key(None, "the client certificate's private key", path=True)
+    insecure: bool = _key(
+        False, "skip the check that the broker's certificate names mqtt.host (not its CA)"
+    )
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """Results to an MQTT broker, for Home Assistant, Node-RED and the fleet view."""
+
+    # Keys that must never be in the YAML, with what to do instead.
+    REJECTED: ClassVar[dict[str, str]] = {
+        "password": "passwords do not go in the config; put the password alone in a file"
+        " readable only by the service (chmod 600) and name that file in mqtt.password_file",
+    }
+
+    host: Optional[str] = _key(None, "broker host name or address; null = MQTT off")
+    port: int = _key(1883, "broker port (1883; usually 8883 with tls)", lo=1, hi=65535)
+    username: Optional[str] = _key(None, "user name to log in with; null = anonymous")
+    password_file: Optional[str] = _key(
+        None, "file holding the password (one line); needs username", path=True
+    )
+    tls: Optional[MqttTlsConfig] = _key(None, "TLS settings; null = plain MQTT")  # noqa: RUF009
+    device: Optional[str] = _key(
+        None, "this Pi's name in topics and Home Assistant; null = the host name"
+    )
+    topic_prefix: str = _key("edge-daemon", "topics are <topic_prefix>/<device>/...")
+    qos: int = _key(1, "MQTT quality of service for what is published (0, 1 or 2)", lo=0, hi=2)
+    keepalive: int = _key(
+        30, "seconds between pings; the broker declares the Pi offline after 1.5x", lo=5, hi=3600
+    )
+    min_interval: float = _key(0.2, "state: never more often than this (s)", lo=0.0, hi=3600.0)
+    heartbeat: float = _key(
+        60.0, "state: sent at least this often even when the label stays (s)", lo=1.0, hi=86400.0
+    )
+    attributes_interval: float = _key(
+        10.0, "top-k attributes topic: at most this often (s)", lo=0.0, hi=86400.0
+    )
+    max_queued: int = _key(
+        100,
+        "QoS 1/2 messages kept while the broker is away; beyond, the oldest are dropped",
+        lo=1,
+        hi=100_000,
+    )
+    reconnect_max: float = _key(
+        30.0, "longest wait between reconnect attempts (s)", lo=1.0, hi=3600.0
+    )
+    discovery: bool = _key(True, "publish Home Assistant discovery configs")
+    discovery_prefix: str = _key("homeassistant", "Home Assistant's discovery prefix")
+    configuration_url: Optional[str] = _key(
+        None, "link shown on the Home Assistant device page (http:// or https://)"
+    )
+    commands: bool = _key(
+        False, "obey <topic_prefix>/<device>/command/reload (restrict it with broker ACLs first)"
+    )
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     """The service itself."""
 
     state_dir: str = _key("edge-daemon-data/state", "caches (delegate choice per model)", path=True)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _key("INFO", "log verbosity")
+
+
+RULE_NAME = r"[A-Za-z0-9_-]{1,64}"
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """One event rule: which labels, how sure, for how long."""
+
+    name: str = _key(
+        "", "the rule's name: letters, digits, _ and - (used in topics and ids)", required=True
+    )
+    labels: list[str] = _key(  # noqa: RUF009
+        [],
+        "label names, whole label lines, @birds/@cats/@dogs/@any groups or #index",
+        required=True,
+    )
+    min_score: float = _key(0.5, "smoothed top-1 score needed", lo=0.0, hi=1.0)
+    min_frames: int = _key(3, "frames in a row before an event starts", lo=1, hi=100_000)
+    end_after: float = _key(5.0, "seconds without a match that end the event", lo=0.0, hi=86400.0)
+    cooldown: float = _key(
+        0.0, "seconds after an event ends before the rule may start another", lo=0.0, hi=86400.0
+    )
+    # The YAML line of the rule's labels, for errors found when the model loads.
+    line: int = field(default=0, metadata={"internal": True}, compare=False)
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """Events: rules over the smoothed top-1, with snapshots and a SQLite history."""
+
+    rules: list[RuleConfig] = _key([], "event rules; an empty list turns events off")  # noqa: RUF009
+    dir: Optional[str] = _key(
+        None, "events.db and snapshots; null = daemon.state_dir/events", path=True
+    )
+    snapshots: bool = _key(True, "keep each event's best frame as a JPEG")
+    thumbnail: int = _key(0, "also keep a thumbnail this many pixels wide; 0 = none", lo=0, hi=4096)
+    jpeg_quality: int = _key(85, "JPEG quality of snapshots", lo=10, hi=100)
+    keep_days: float = _key(
+        30.0, "delete events older than this; 0 = keep forever", lo=0.0, hi=36500.0
+    )
+    max_bytes: int = _key(
+        500_000_000,
+        "delete the oldest events when snapshots and database outgrow this",
+        lo=1_000_000,
+        hi=2**50,
+    )
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The web page, the HTTP API and Prometheus metrics (needs the web extra)."""
+
+    listen: Optional[str] = _key(
+        "127.0.0.1:8080",
+        "HOST:PORT to serve on ([::1]:8080 for IPv6); beyond loopback needs auth; null = off",
+    )
+    auth: Optional[Literal["none", "token", "basic"]] = _key(
+        None,
+        "token (Bearer, from token_file), basic (users_file) or none; null = none on"
+        " loopback, an error beyond it",
+    )
+    token_file: Optional[str] = _key(
+        None, "auth: token: a file holding the token (one line, 16+ characters)", path=True
+    )
+    users_file: Optional[str] = _key(None, "auth: basic: a file of user:password lines", path=True)
+    stream_fps: float = _key(
+        5.0,
+        "most frames (live view) and predictions (page) per second a client gets",
+        lo=0.1,
+        hi=30.0,
+    )
+    max_clients: int = _key(
+        32, "connections served at once; more are answered 503 and closed", lo=1, hi=1024
+    )
+    idle_timeout: float = _key(
+        20.0, "close a connection that sends or reads nothing for this long (s)", lo=1.0, hi=3600.0
+    )
 
 
 @dataclass(frozen=True)
@@ -177,6 +331,9 @@ class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     # The file this came from (None: built-in defaults), not a YAML key.
     file: Optional[str] = field(default=None, metadata={"internal": True})
 
@@ -188,15 +345,23 @@ SECTIONS: dict[str, type] = {
     "source": SourceConfig,
     "outputs": OutputsConfig,
     "daemon": DaemonConfig,
+    "mqtt": MqttConfig,
+    "events": EventsConfig,
+    "http": HttpConfig,
 }
 
 
 class _Invalid(Exception):
-    """A value failed validation: message and the YAML node to point at."""
+    """A value failed validation: message and the YAML node to point at.
 
-    def __init__(self, message: str, node: yaml.Node | None) -> None:
+    ``located``: the message already starts with the full key path (an error
+    inside a list of mappings, such as ``events.rules[0].min_score``).
+    """
+
+    def __init__(self, message: str, node: yaml.Node | None, located: bool = False) -> None:
         super().__init__(message)
         self.node = node
+        self.located = located
 
 
 def _show(value: Any) -> str:
@@ -237,10 +402,16 @@ def _fmt(bound: float | None) -> str:
     return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
-def _convert(tp: Any, node: yaml.Node, meta: dict[str, Any]) -> Any:
-    """Check one YAML node against a field's type annotation and return its value."""
+def _convert(tp: Any, node: yaml.Node, meta: dict[str, Any], path: str = "") -> Any:
+    """Check one YAML node against a field's type annotation and return its value.
+
+    ``path`` is the key path of the node (``events.rules``), for errors inside
+    a list of mappings.
+    """
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin is list and dataclasses.is_dataclass(args[0]):
+        return _mapping_list(args[0], node, path)
     if origin is Union:
         non_none = [a for a in args if a is not type(None)]
         if isinstance(node, yaml.ScalarNode) and _scalar(node) is None:
@@ -281,6 +452,8 @@ def _convert(tp: Any, node: yaml.Node, meta: dict[str, Any]) -> Any:
         if len(set(values)) != len(values):
             raise _Invalid(f"must not repeat an entry (got {_show(values)})", node)
         return values
+    if _nested_section(tp) is not None:
+        raise _Invalid(f"must be a mapping of keys (got {_show(_plain(node))})", node)
     if not isinstance(node, yaml.ScalarNode):
         raise _Invalid(
             "must be a single value, not a "
@@ -301,6 +474,22 @@ def _convert(tp: Any, node: yaml.Node, meta: dict[str, Any]) -> Any:
     raise TypeError(f"unsupported config type {tp!r}")  # a schema bug, not user input
 
 
+def _mapping_list(cls: Any, node: yaml.Node, path: str) -> list[Any]:
+    """A list of mappings, each checked as a ``cls`` (``events.rules[0].min_score``)."""
+    if not isinstance(node, yaml.SequenceNode):
+        got = _plain(node)
+        hint = "; write [] for none" if got is None else ""
+        raise _Invalid(f"must be a list of mappings{hint} (got {_show(got)})", node)
+    items = []
+    for i, item in enumerate(node.value):
+        built, _ = _section(cls, item, f"{path}[{i}]", required=True)
+        names = {f.name for f in dataclasses.fields(cls)}
+        if "line" in names:
+            built = dataclasses.replace(built, line=item.start_mark.line + 1)
+        items.append(built)
+    return items
+
+
 def _plain(node: yaml.Node) -> Any:
     loader = yaml.SafeLoader("")
     try:
@@ -309,31 +498,67 @@ def _plain(node: yaml.Node) -> Any:
         loader.dispose()
 
 
-def _section(cls: type, node: yaml.Node | None, prefix: str) -> tuple[Any, dict[str, yaml.Node]]:
-    """Build one section dataclass from its mapping node; unknown keys are errors."""
-    if node is None or (isinstance(node, yaml.ScalarNode) and _scalar(node) is None):
+def _section(
+    cls: type, node: yaml.Node | None, prefix: str, *, required: bool = False
+) -> tuple[Any, dict[str, yaml.Node]]:
+    """Build one section dataclass from its mapping node; unknown keys are errors.
+
+    ``required``: the mapping must be there (an item of a list of mappings),
+    and so must its keys declared ``required``.
+    """
+    empty = node is None or (isinstance(node, yaml.ScalarNode) and _scalar(node) is None)
+    if empty and not required:
         return cls(), {}
-    if not isinstance(node, yaml.MappingNode):
-        raise _Invalid(f"{prefix}: must be a mapping of keys (got {_show(_plain(node))})", node)
+    if empty or not isinstance(node, yaml.MappingNode):
+        raise _Invalid(
+            f"{prefix}: must be a mapping of keys (got {_show(_plain(node)) if node else 'null'})",
+            node,
+            located=True,
+        )
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     values: dict[str, Any] = {}
     nodes: dict[str, yaml.Node] = {}
     for key_node, value_node in node.value:
         key = _key_name(key_node, prefix)
         path = f"{prefix}.{_key_text(key)}"
+        rejected = getattr(cls, "REJECTED", {})
+        if key in rejected:
+            raise _Invalid(f"{path}: {rejected[key]}", key_node, True)
         if key not in fields:
             close = _closest(str(key), list(fields))
             hint = f" (did you mean {prefix}.{close}?)" if close else ""
-            raise _Invalid(f"{path}: unknown key{hint}; known keys: {', '.join(fields)}", key_node)
+            raise _Invalid(
+                f"{path}: unknown key{hint}; known keys: {', '.join(fields)}", key_node, True
+            )
         if key in values:
-            raise _Invalid(f"{path}: given twice", key_node)
+            raise _Invalid(f"{path}: given twice", key_node, True)
+        nested = _nested_section(hints[key])
+        if nested is not None and isinstance(value_node, yaml.MappingNode):
+            values[key] = _section(nested, value_node, path)[0]  # errors name their own path
+            nodes[key] = value_node
+            continue
         try:
-            values[key] = _convert(hints[key], value_node, dict(fields[key].metadata))
+            values[key] = _convert(hints[key], value_node, dict(fields[key].metadata), path)
         except _Invalid as exc:
-            raise _Invalid(f"{path}: {exc}", exc.node) from None
+            if exc.located:
+                raise
+            raise _Invalid(f"{path}: {exc}", exc.node, True) from None
         nodes[key] = value_node
+    if required:
+        for name, f in fields.items():
+            if f.metadata.get("required") and name not in values:
+                raise _Invalid(f"{prefix}: missing key {name}", node, True)
     return cls(**values), nodes
+
+
+def _nested_section(tp: Any) -> Optional[type]:
+    """The dataclass a key holds as a mapping of its own (such as mqtt.tls), else None."""
+    candidates = typing.get_args(tp) if typing.get_origin(tp) is Union else (tp,)
+    for c in candidates:
+        if isinstance(c, type) and dataclasses.is_dataclass(c):
+            return c
+    return None
 
 
 def _key_name(node: yaml.Node, prefix: str | None) -> Any:
@@ -367,6 +592,8 @@ def _resolve_paths(section: Any, base: Path) -> Any:
         if f.metadata.get("path") and isinstance(value, str):
             expanded = Path(os.path.expanduser(value))
             changes[f.name] = str(expanded if expanded.is_absolute() else base / expanded)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changes[f.name] = _resolve_paths(value, base)
     return dataclasses.replace(section, **changes)
 
 
@@ -378,12 +605,125 @@ def _cross_checks(cfg: Config, nodes: dict[str, dict[str, yaml.Node]]) -> None:
             f"source.{key}: must be even for the camera (got {getattr(src, key)})",
             nodes.get("source", {}).get(key),
         )
+    _check_mqtt(cfg.mqtt, nodes.get("mqtt", {}))
     if src.retry_max < src.retry_initial:
         raise _Invalid(
             f"source.retry_max: must be at least source.retry_initial ({src.retry_initial})"
             f" (got {src.retry_max})",
             nodes.get("source", {}).get("retry_max"),
         )
+    _http_checks(cfg.http, nodes.get("http", {}))
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` as (host, port); ValueError says what is wrong."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("an IPv6 address goes in brackets, e.g. [::1]:8080")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("the port must be a number from 0 to 65535")
+    import ipaddress
+
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(
+                "the host must be an IP address (0.0.0.0 for every interface) or localhost"
+            ) from None
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host is reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    return ipaddress.ip_address(host).is_loopback
+
+
+def _http_checks(h: HttpConfig, nodes: dict[str, yaml.Node]) -> None:
+    if h.listen is None:
+        return
+    try:
+        host, _ = parse_listen(h.listen)
+    except ValueError as exc:
+        raise _Invalid(f"http.listen: {exc} (got {_show(h.listen)})", nodes.get("listen")) from None
+    if h.auth is None and not is_loopback(host):
+        raise _Invalid(
+            f"http.listen: {h.listen} is reachable from the network, so it needs a password:"
+            " set http.auth: token with http.token_file (a file holding a long random token),"
+            " or auth: basic with http.users_file; write auth: none to serve it open on purpose",
+            nodes.get("listen"),
+        )
+    for auth, key in (("token", "token_file"), ("basic", "users_file")):
+        if h.auth == auth and getattr(h, key) is None:
+            raise _Invalid(
+                f"http.auth: {auth} needs http.{key} (the secret lives in its own file)",
+                nodes.get("auth"),
+            )
+
+
+_TOPIC_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _check_mqtt(mq: MqttConfig, nodes: dict[str, yaml.Node]) -> None:
+    if mq.device is not None and not _TOPIC_SAFE.fullmatch(mq.device):
+        raise _Invalid(
+            f"mqtt.device: use only letters, digits, _ and - (got {_show(mq.device)}); it is"
+            " part of topics and Home Assistant ids",
+            nodes.get("device"),
+        )
+    for key in ("topic_prefix", "discovery_prefix"):
+        value = getattr(mq, key)
+        if any(c in value for c in "+#\0") or value.startswith("/") or value.endswith("/"):
+            raise _Invalid(
+                f"mqtt.{key}: must be a topic without +, # or a leading or trailing /"
+                f" (got {_show(value)})",
+                nodes.get(key),
+            )
+    if mq.password_file is not None and mq.username is None:
+        raise _Invalid(
+            "mqtt.password_file: a password needs mqtt.username; set it too",
+            nodes.get("password_file"),
+        )
+    url = mq.configuration_url
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise _Invalid(
+            f"mqtt.configuration_url: must start with http:// or https:// (got {_show(url)})",
+            nodes.get("configuration_url"),
+        )
+    if mq.heartbeat < mq.min_interval:
+        raise _Invalid(
+            f"mqtt.heartbeat: must be at least mqtt.min_interval ({mq.min_interval})"
+            f" (got {mq.heartbeat})",
+            nodes.get("heartbeat"),
+        )
+
+
+def _check_rules(cfg: Config, nodes: dict[str, dict[str, yaml.Node]]) -> None:
+    """Rule names are ids (topics, entity ids, ``--rule``): well-formed and unique."""
+    import re
+
+    seq = nodes.get("events", {}).get("rules")
+    items = seq.value if isinstance(seq, yaml.SequenceNode) else []
+    seen: set[str] = set()
+    for i, rule in enumerate(cfg.events.rules):
+        node = items[i] if i < len(items) else None
+        if not re.fullmatch(RULE_NAME, rule.name):
+            raise _Invalid(
+                f"events.rules[{i}].name: use 1 to 64 letters, digits, _ or -"
+                f" (got {_show(rule.name)})",
+                node,
+            )
+        if rule.name in seen:
+            raise _Invalid(f"events.rules[{i}].name: {rule.name!r} names two rules", node)
+        seen.add(rule.name)
 
 
 def parse_config(text: str, *, name: str = "<config>", base: Path | None = None) -> Config:
@@ -400,6 +740,7 @@ def parse_config(text: str, *, name: str = "<config>", base: Path | None = None)
     try:
         cfg, nodes = _build(root)
         _cross_checks(cfg, nodes)
+        _check_rules(cfg, nodes)
     except RecursionError:
         raise ConfigError(f"{name}: a value is nested too deeply; fix the config") from None
     except _Invalid as exc:
@@ -419,6 +760,9 @@ def parse_config(text: str, *, name: str = "<config>", base: Path | None = None)
         source=_resolve_paths(cfg.source, base),
         outputs=_resolve_paths(cfg.outputs, base),
         daemon=_resolve_paths(cfg.daemon, base),
+        mqtt=_resolve_paths(cfg.mqtt, base),
+        events=_resolve_paths(cfg.events, base),
+        http=_resolve_paths(cfg.http, base),
         file=name if name != "<config>" else None,
     )
 
@@ -493,4 +837,9 @@ def reference_config() -> str:
             )
             lines.append(f"  # {f.metadata['doc']}")
             lines.append(f"  {f.name}: {value}")
+            nested = _nested_section(typing.get_type_hints(cls)[f.name])
+            if nested is not None and default is None:
+                for g in dataclasses.fields(nested):
+                    shown = yaml.safe_dump(g.default).strip().removesuffix("...").strip()
+                    lines.append(f"  #   {g.name}: {shown}  # {g.metadata['doc']}")
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ validator:
 - ``bool``, ``int``, ``float``, ``str`` (non-blank), ``Literal[...]`` (an enum),
   ``Optional[X]`` (X or null), ``Union[A, B]``;
 - ``list[X]`` (not empty unless its default is, no repeated scalars);
+- keys declared ``required`` (entries of a list of mappings must give them);
 - ``dict[str, X]`` (any keys, values X);
 - a nested dataclass, alone or in a list: a mapping with exactly its keys.
 
@@ -72,8 +73,13 @@ def _type_schema(tp: Any, meta: dict[str, Any], default: Any) -> dict[str, Any]:
         return {"enum": list(args)}
     if origin is list:
         item = args[0] if args else Any
-        out: dict[str, Any] = {"type": "array", "items": _type_schema(item, meta, None)}
-        if not (isinstance(default, list) and not default):
+        if isinstance(item, type) and dataclasses.is_dataclass(item):
+            # Each entry must be a whole mapping, with its required keys.
+            items = section_schema(item, nullable=False, with_required=True)
+        else:
+            items = _type_schema(item, meta, None)
+        out: dict[str, Any] = {"type": "array", "items": items}
+        if meta.get("required") or not (isinstance(default, list) and not default):
             out["minItems"] = 1
         if not dataclasses.is_dataclass(item):
             out["uniqueItems"] = True
@@ -108,16 +114,20 @@ def field_schema(cls: type, f: dataclasses.Field[Any], tp: Any) -> dict[str, Any
     doc = meta.get("doc")
     if doc:  # the key's own words over a nested section's docstring
         out = {"description": str(doc), **{k: v for k, v in out.items() if k != "description"}}
-    if default is not dataclasses.MISSING:
+    # A required key's default is only a placeholder: nothing to suggest.
+    if default is not dataclasses.MISSING and not meta.get("required"):
         value = _json_default(default)
         if value is not dataclasses.MISSING:
             out["default"] = value
     return out
 
 
-def section_schema(cls: type, *, nullable: bool = True) -> dict[str, Any]:
+def section_schema(
+    cls: type, *, nullable: bool = True, with_required: bool = False
+) -> dict[str, Any]:
     """A dataclass as a mapping with exactly its keys. A whole section may also be
-    empty (null), which means every default."""
+    empty (null), which means every default. An entry of a list of mappings
+    (``with_required``) must give the keys declared ``required``."""
     hints = typing.get_type_hints(cls)
     properties = {
         f.name: field_schema(cls, f, hints[f.name])
@@ -128,6 +138,11 @@ def section_schema(cls: type, *, nullable: bool = True) -> dict[str, Any]:
     if cls.__doc__:
         out["description"] = " ".join(cls.__doc__.split())
     out.update({"type": ["object", "null"] if nullable else "object", "properties": properties})
+    required = [
+        f.name for f in dataclasses.fields(cls) if f.metadata.get("required") and with_required
+    ]
+    if required:
+        out["required"] = required
     out["additionalProperties"] = False
     return out
 

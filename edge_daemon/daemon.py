@@ -23,11 +23,13 @@ from . import notify
 from .capture import CaptureThread
 from .config import Config, load_config
 from .errors import EdgeDaemonError
+from .events.engine import rules_for, tracker_for
+from .events.rules import Tracker
 from .journal import journal_fields
 from .model import LoadedModel, load_model
 from .pipeline import Classifier, Result
 from .runtimes import load_runtime
-from .sinks import SINKS, Classified, ModelInfo, Sink, SinkContext
+from .sinks import SINKS, Classified, EventNotice, ModelInfo, Sink, SinkContext
 from .sinks.prediction_log import iso_utc
 from .sources import make_source
 from .sources.base import Frame
@@ -140,6 +142,8 @@ class Daemon:
         self.classifier: Optional[Classifier] = None
         self.capture: Optional[CaptureThread] = None
         self.sinks: dict[str, Sink] = {}
+        self.tracker: Optional[Tracker] = None
+        self._notices: tuple[EventNotice, ...] = ()  # events ended by a reload, not yet sent
         self._sink_list: tuple[Sink, ...] = ()
         self.sink_context = SinkContext(request_reload=self.request_reload)
         self.reloads = 0
@@ -257,6 +261,12 @@ class Daemon:
     def _start(self) -> None:
         runtime = load_runtime(self.cfg.engine.runtime)
         model = load_model(self.cfg, runtime)
+        try:
+            rules = rules_for(self.cfg, model.labels)  # unknown labels: ConfigError
+        except EdgeDaemonError:
+            model.close()
+            raise
+        self.tracker, _ = tracker_for(None, rules, self.cfg, model.name, model.sha256)
         self._use_model(model, self.cfg)
         self._announce_model()
         self.capture = _capture(self.cfg, model)
@@ -319,14 +329,21 @@ class Daemon:
             postprocess=result.postprocess_ms,
         )
         predictions = result.predictions
+        smoothed = result.smoothed if result.smoothed is not None else predictions
+        events: tuple[EventNotice, ...] = ()
+        if self.tracker is not None:
+            events = self.tracker.update(smoothed[0] if smoothed else None, frame.captured_at)
+        if self._notices:
+            events, self._notices = self._notices + events, ()
         item = Classified(
             self.frames,
             frame.name,
             frame.captured_at,
             frame.image,
             predictions,
-            predictions,
+            smoothed,
             result.inference_ms,
+            events,
         )
         for sink in self._sink_list:
             sink.classified(item)
@@ -451,6 +468,7 @@ class Daemon:
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
             "outputs": {name: sink.health().as_dict() for name, sink in self.sinks.items()},
+            "events": self.tracker.status() if self.tracker is not None else None,
         }
 
     def _write_status(self, force: bool = False) -> None:
@@ -483,6 +501,7 @@ class Daemon:
             )
             if size_changed or cfg.source != old_cfg.source:
                 capture = _capture(cfg, model)
+            rules = rules_for(cfg, model.labels)
             self._open_outputs(cfg, old_cfg)
         except Exception as exc:  # a reload must never take the daemon down
             if model is not None:
@@ -498,6 +517,8 @@ class Daemon:
             notify.ready(self.notifier, self._status_line())
             self._write_status()
             return
+        self.tracker, ended = tracker_for(self.tracker, rules, cfg, model.name, model.sha256)
+        self._notices += ended
         self._use_model(model, cfg)
         if capture is not None:
             self._replace_capture(capture)
@@ -523,6 +544,8 @@ class Daemon:
         if self.state != "failed":
             self.state = "stopped"
         self.reason = None
+        if self.tracker is not None:
+            self.tracker.close_all(time.time())  # the events sink closes their rows itself
         self._write_status(force=True)
         for sink in self._sink_list:
             sink.close()

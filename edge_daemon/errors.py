@@ -59,3 +59,9 @@ class OutputError(EdgeDaemonError):
     """A status file or prediction log could not be written."""
 
     exit_code = 6
+
+
+class EventsError(EdgeDaemonError):
+    """The events database cannot be used (the daemon then runs without keeping events)."""
+
+    exit_code = 7

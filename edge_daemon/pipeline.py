@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import Config
+from .events.smoothing import Smoother
 from .model import LoadedModel
 from .postprocess import Prediction, top_k_quantized
 from .preprocess import ResizeMode, apply_lut, fit_frame, is_identity
@@ -21,6 +22,8 @@ class Result:
     preprocess_ms: float
     inference_ms: float
     postprocess_ms: float
+    # After model.smoothing; the very list ``predictions`` when smoothing is off.
+    smoothed: list[Prediction] | None = None
 
     @property
     def top1(self) -> Prediction | None:
@@ -31,7 +34,13 @@ class Classifier:
     """Classifies frames with a loaded model; reuses its input buffer across frames."""
 
     def __init__(
-        self, model: LoadedModel, *, top_k: int, min_score: float, resize: ResizeMode
+        self,
+        model: LoadedModel,
+        *,
+        top_k: int,
+        min_score: float,
+        resize: ResizeMode,
+        smoothing: int = 0,
     ) -> None:
         self.model = model
         self.k = top_k
@@ -42,6 +51,7 @@ class Classifier:
         self._buf = np.empty((spec.height, spec.width, 3), dtype=model.lut.dtype)
         out = model.engine.output
         self._scale, self._zero = out.scale, out.zero_point
+        self.smoother = Smoother(smoothing, out.scale, out.zero_point) if smoothing > 1 else None
 
     @classmethod
     def from_config(cls, model: LoadedModel, cfg: Config) -> Classifier:
@@ -51,6 +61,7 @@ class Classifier:
             top_k=cfg.model.top_k,
             min_score=cfg.model.min_score,
             resize=cfg.preprocess.resize,
+            smoothing=cfg.model.smoothing,
         )
 
     def classify(self, image: np.ndarray) -> Result:
@@ -65,5 +76,9 @@ class Classifier:
         label = self.model.labels.label
         best = top_k_quantized(raw, self._scale, self._zero, self.k, self.min_score)
         preds = [Prediction(label(i), i, s) for i, s in best]
+        smoothed = preds
+        if self.smoother is not None:
+            ranked = self.smoother.top_k(raw, self.k, self.min_score)
+            smoothed = [Prediction(label(i), i, s) for i, s in ranked]
         t3 = time.perf_counter()
-        return Result(preds, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
+        return Result(preds, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, smoothed)

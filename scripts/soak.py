@@ -140,6 +140,7 @@ def write_config(work: Path, args: argparse.Namespace) -> Path:
             "log_interval": 10.0,
         },
         "daemon": {"state_dir": str(work / "state")},
+        "http": {"listen": None},  # port 8080 may be taken on this machine
     }
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -17,6 +17,17 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -f /usr/include/systemd/sd-daemon.h ] || need+=(libsystemd-dev)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+# mosquitto: the real broker the MQTT tests and benchmark start on loopback;
+# openssl makes the test CA for its TLS listener.
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
+command -v openssl >/dev/null || need+=(openssl)
+# pgrep: the real-systemd check (tests/deploy/systemd_boot.sh) finds its PID 1.
+command -v pgrep >/dev/null || need+=(procps)
+# The web page is tested in Debian's chromium (driven by playwright, which never
+# downloads a browser of its own); /metrics is checked by promtool.
+command -v chromium >/dev/null || need+=(chromium)
+command -v promtool >/dev/null || need+=(prometheus)
 # The emulated Pi OS check (scripts/pi-os-check.sh): Debian roots for arm64 and
 # armhf built with debootstrap, run under qemu-user through binfmt.
 pi_check=0
@@ -40,7 +51,7 @@ fi
 
 venv=${VENV:-.venv-test}
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,tflite,systemd,dev]"
+"$venv/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,tflite,systemd,mqtt,web,dev]"
 
 # The Pi's own CPUs, emulated (scripts/pi-os-check.sh): install with
 # deploy/install.sh, check, classify the fixture photos with each runtime that
@@ -107,3 +118,35 @@ case $bench_status in
   1) echo "benchmark: a speed target was missed on this machine (figures above); not a failure" ;;
   *) echo "benchmark: benchmarks/compare.py failed (exit $bench_status)" >&2; exit "$bench_status" ;;
 esac
+
+# The MQTT sink's cost: the daemon publishing every frame to a local mosquitto
+# against the same daemon without MQTT, in alternating windows (short form,
+# under a minute). Same convention: exit 1 is a missed target, not a failure.
+outputs_status=0
+"$venv/bin/python" benchmarks/outputs.py --quick || outputs_status=$?
+case $outputs_status in
+  0) ;;
+  1) echo "benchmark: the MQTT throughput target was missed on this machine (figures above); not a failure" ;;
+  *) echo "benchmark: benchmarks/outputs.py failed (exit $outputs_status)" >&2; exit "$outputs_status" ;;
+esac
+
+# Events and snapshots on against off, side by side (the short form, under a
+# minute); a missed target is reported, not a failure, as above.
+events_status=0
+"$venv/bin/python" benchmarks/events.py --quick || events_status=$?
+case $events_status in
+  0) ;;
+  1) echo "benchmark: the events target was missed on this machine (figures above); not a failure" ;;
+  *) echo "benchmark: benchmarks/events.py failed (exit $events_status)" >&2; exit "$events_status" ;;
+esac
+
+# The web server's cost: the daemon with its server off, and on with 5 live-view
+# clients, alternating (about 30 s). Exit 1 (target missed) is reported, not fatal.
+http_status=0
+"$venv/bin/python" benchmarks/web.py --quick || http_status=$?
+case $http_status in
+  0) ;;
+  1) echo "benchmark: the web server's target was missed on this machine (figures above); not a failure" ;;
+  *) echo "benchmark: benchmarks/web.py failed (exit $http_status)" >&2; exit "$http_status" ;;
+esac
+

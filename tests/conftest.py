@@ -73,6 +73,9 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
                 "status_interval": 0.2,
             },
             "daemon": {"state_dir": str(tmp_path / "state")},
+            # The server is on by default (127.0.0.1:8080): a test that wants it
+            # asks for it, on a free port.
+            "http": {"listen": None},
         }
         data = _merge(data, overrides or {})
         path = tmp_path / name
@@ -95,3 +98,20 @@ def loaded() -> Iterator[Callable[[Config], LoadedModel]]:
     yield load
     for m in models:
         m.close()
+
+
+# -- a real MQTT broker (tests/broker.py) ------------------------------------------
+@pytest.fixture(scope="session")
+def broker_certs(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A test CA, the broker's certificate it signed, and an unrelated CA."""
+    from tests.broker import make_certs
+
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path, broker_certs: Any) -> Iterator[Any]:
+    """A mosquitto broker on free 127.0.0.1 ports (plain + TLS), with a password file."""
+    from tests.broker import broker_fixture
+
+    yield from broker_fixture(tmp_path, broker_certs)

@@ -200,6 +200,15 @@ def test_check_json(write_config: WriteConfig) -> None:
     assert summary["delegate"] == "cpu"
     assert summary["config"] == str(cfg)
     assert summary["output"] == "[1, 1001] uint8"
+    assert summary["mqtt"] == "off"
+
+
+def test_check_names_the_broker(write_config: WriteConfig) -> None:
+    mqtt = {"host": "broker.lan", "port": 8883, "tls": {}}
+    cfg = write_config(delegates=["cpu"], overrides={"mqtt": mqtt})
+    proc = run_cli("check", "--json", "--config", str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["mqtt"] == "broker.lan:8883 (tls)"
 
 
 def test_check_says_when_labels_are_offset_by_one(
@@ -317,6 +326,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "engine": {"delegates": ["xnnpack"]},
                 "source": {"path": str(shared_file(IMAGES)), "loop": True},
                 "outputs": {"prediction_log": str(folder / "p.jsonl"), "status_file": None},
+                "http": {"listen": None},
             }
         )
     )

@@ -278,3 +278,115 @@ def test_environment_variable_names_the_config(
     cfg = load_config(None)
     assert cfg.model.top_k == 7
     assert cfg.file == str(path)
+
+
+# -- mqtt -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("mqtt:\n  host: b\n  password: x\n", "c.yaml:3: mqtt.password: passwords do not go in"),
+        ("mqtt:\n  tls:\n    ca: x\n", "c.yaml:3: mqtt.tls.ca: unknown key; known keys: ca_file"),
+        ("mqtt:\n  tls: yes\n", "c.yaml:2: mqtt.tls: must be a mapping of keys (got true)"),
+        ("mqtt:\n  tls:\n    insecure: 1\n", "c.yaml:3: mqtt.tls.insecure: must be true or false"),
+        ("mqtt:\n  device: my pi\n", "c.yaml:2: mqtt.device: use only letters, digits, _ and -"),
+        ("mqtt:\n  topic_prefix: a/#\n", "c.yaml:2: mqtt.topic_prefix: must be a topic without"),
+        ("mqtt:\n  password_file: p\n", "c.yaml:2: mqtt.password_file: a password needs mqtt.user"),
+        ("mqtt:\n  qos: 3\n", "c.yaml:2: mqtt.qos: must be between 0 and 2 (got 3)"),
+        ("mqtt:\n  configuration_url: pi.lan\n", "c.yaml:2: mqtt.configuration_url: must start"),
+    ],
+)
+def test_mqtt_errors_name_the_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, name="c.yaml")
+    assert str(err.value).startswith(message), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_mqtt_paths_resolve_against_the_config(tmp_path: Path) -> None:
+    text = "mqtt:\n  host: b\n  username: u\n  password_file: pw\n  tls:\n    ca_file: ca.crt\n"
+    cfg = parse_config(text, base=tmp_path)
+    assert cfg.mqtt.password_file == str(tmp_path / "pw")
+    assert cfg.mqtt.tls is not None and cfg.mqtt.tls.ca_file == str(tmp_path / "ca.crt")
+    assert parse_config("mqtt:\n  tls: {}\n").mqtt.tls is not None  # TLS with system CAs
+    assert parse_config("").mqtt.host is None  # off by default
+
+
+# -- lists of mappings (events.rules) --------------------------------------------------
+
+
+def test_event_rules_are_checked_item_by_item_with_key_paths_and_lines() -> None:
+    text = """\
+        events:
+          rules:
+            - name: feeder
+              labels: [goldfinch]
+            - name: cats
+              labels: ["@cats"]
+              min_frames: 0
+        """
+    assert config_error(text) == (
+        "config.yaml:7: events.rules[1].min_frames: must be between 1 and 100000 (got 0)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "events:\n  rules:\n    - labels: [jay]\n",
+            "config.yaml:3: events.rules[0]: missing key name",
+        ),
+        (
+            "events:\n  rules:\n    - name: a\n      labels: [jay]\n      min_scor: 1\n",
+            "config.yaml:5: events.rules[0].min_scor: unknown key (did you mean"
+            " events.rules[0].min_score?); known keys: name, labels, min_score, min_frames,"
+            " end_after, cooldown",
+        ),
+        (
+            "events:\n  rules: [jay]\n",
+            "config.yaml:2: events.rules[0]: must be a mapping of keys (got 'jay')",
+        ),
+        (
+            "events:\n  rules:\n    name: a\n",
+            "config.yaml:3: events.rules: must be a list of mappings (got {name: a})",
+        ),
+        (
+            "events:\n  rules:\n    - {name: a, labels: [jay]}\n    - {name: a, labels: [owl]}\n",
+            "config.yaml:4: events.rules[1].name: 'a' names two rules",
+        ),
+        (
+            "events:\n  rules:\n    - {name: bird feeder, labels: [jay]}\n",
+            "config.yaml:3: events.rules[0].name: use 1 to 64 letters, digits, _ or -"
+            " (got 'bird feeder')",
+        ),
+        (
+            "events:\n  rules:\n    - {name: a, labels: []}\n",
+            "config.yaml:3: events.rules[0].labels: must not be an empty list",
+        ),
+        (
+            "model:\n  smoothing: -1\n",
+            "config.yaml:2: model.smoothing: must be between 0 and 1000 (got -1)",
+        ),
+    ],
+)
+def test_bad_event_rules(text: str, expected: str) -> None:
+    assert config_error(text) == expected
+
+
+def test_event_rules_defaults_and_paths() -> None:
+    cfg = parse_config(
+        "events:\n  dir: ev\n  rules:\n    - name: feeder\n      labels: ['@birds']\n",
+        base=Path("/srv"),
+    )
+    (rule,) = cfg.events.rules
+    assert (rule.min_score, rule.min_frames, rule.end_after, rule.cooldown) == (0.5, 3, 5.0, 0.0)
+    assert rule.line == 4
+    assert cfg.events.dir == "/srv/ev"
+    assert parse_config("").events.rules == []
+
+
+def test_no_event_rules_is_an_empty_list_not_an_empty_key() -> None:
+    assert config_error("events:\n  rules:\n") == (
+        "config.yaml:2: events.rules: must be a list of mappings; write [] for none (got null)"
+    )
+    assert parse_config("events:\n  rules: []\n").events.rules == []

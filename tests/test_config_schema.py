@@ -51,7 +51,7 @@ def errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
     out: list[str] = []
     known = {"$schema", "title", "description", "default", "type", "enum", "anyOf",
              "properties", "additionalProperties", "items", "minItems", "uniqueItems",
-             "minimum", "maximum", "minLength", "pattern"}  # fmt: skip
+             "minimum", "maximum", "minLength", "pattern", "required"}  # fmt: skip
     assert set(schema) <= known, f"{where}: the checker does not know {set(schema) - known}"
     if "type" in schema:
         names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
@@ -64,6 +64,9 @@ def errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
         if all(tries):
             out.append(f"{where}: matches no alternative: {tries}")
     if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                out.append(f"{where}: missing key {key!r}")
         props = schema.get("properties", {})
         for key, item in value.items():
             if key in props:
@@ -131,10 +134,14 @@ def test_every_key_of_the_reference_config_validates() -> None:
 
 def _sample(cls: type) -> Any:
     """A nested dataclass at its defaults, as YAML data (None: it has required keys)."""
+    fields = [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+    if any(f.metadata.get("required") for f in fields):
+        return None
     try:
-        return json.loads(json.dumps(dataclasses.asdict(cls())))
+        obj = cls()
     except TypeError:
         return None
+    return json.loads(json.dumps({f.name: getattr(obj, f.name) for f in fields}, default=str))
 
 
 def _good_and_bad(tp: Any, meta: dict[str, Any], default: Any) -> tuple[list[Any], list[Any]]:
@@ -287,3 +294,32 @@ def test_an_annotation_without_a_schema_is_named() -> None:
 
     with pytest.raises(TypeError, match="complex"):
         section_schema(Odd)
+
+
+def test_entries_of_a_list_of_mappings_need_their_required_keys() -> None:
+    """Where a section has a list of mappings (events.rules), both refuse an entry
+    without its required keys or with an unknown one, and take a whole one."""
+    lists = [
+        (section, f)
+        for section, cls in SECTIONS.items()
+        for f in dataclasses.fields(cls)
+        if typing.get_origin(typing.get_type_hints(cls)[f.name]) is list
+        and dataclasses.is_dataclass(typing.get_args(typing.get_type_hints(cls)[f.name])[0])
+    ]
+    if not lists:
+        pytest.skip("no list of mappings in the config yet")
+    schema = config_schema()
+    for section, f in lists:
+        item = schema["properties"][section]["properties"][f.name]["items"]
+        assert item["additionalProperties"] is False
+        for key in item.get("required", []):
+            assert "default" not in item["properties"][key], f"{section}.{f.name}[].{key}"
+    if "events" in SECTIONS:
+        good = {"events": {"rules": [{"name": "cats", "labels": ["tabby"]}]}}
+        assert accepted_by_validator(good)
+        assert errors(good, schema) == []
+        for rule in ({"labels": ["tabby"]}, {"name": "cats"}, {"name": "cats", "labels": []},
+                     {"name": "cats", "labels": ["tabby"], "colour": "red"}):  # fmt: skip
+            data = {"events": {"rules": [rule]}}
+            assert not accepted_by_validator(data), rule
+            assert errors(data, schema), rule

@@ -43,6 +43,7 @@ def config_data(folder: Path, model_file: str, images: Path, **extra: Any) -> di
             "status_interval": 0.1,
         },
         "daemon": {"state_dir": str(folder / "state")},
+        "http": {"listen": None},
     }
     for section, keys in extra.items():
         data[section] = {**data.get(section, {}), **keys}

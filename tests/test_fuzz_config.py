@@ -22,7 +22,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_daemon.config import SECTIONS, Config, load_config, parse_config
+from edge_daemon.config import (
+    RULE_NAME,
+    SECTIONS,
+    Config,
+    is_loopback,
+    load_config,
+    parse_config,
+    parse_listen,
+)
 from edge_daemon.errors import ConfigError
 from tests.helpers import run_cli
 
@@ -59,12 +67,42 @@ def _parts(tp: Any) -> tuple[bool, list[Any]]:
     return False, [tp]
 
 
+def _mapping_list(tp: Any) -> bool:
+    """A list of mappings, each a dataclass (such as events.rules)."""
+    return typing.get_origin(tp) is list and dataclasses.is_dataclass(typing.get_args(tp)[0])
+
+
+def item_mappings(cls: Any) -> st.SearchStrategy[dict[str, Any]]:
+    """Valid mappings for one item of a list of mappings: required keys and some others."""
+    hints = typing.get_type_hints(cls)
+    required: dict[str, st.SearchStrategy[Any]] = {}
+    others: dict[str, st.SearchStrategy[Any]] = {}
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue
+        if f.name == "name":
+            strategy: st.SearchStrategy[Any] = st.from_regex(RULE_NAME, fullmatch=True)
+        elif hints[f.name] == list[str]:
+            chars = st.characters(codec="utf-8", exclude_characters="\x85\u2028\u2029")
+            text = st.text(chars, min_size=1).filter(str.strip)
+            strategy = st.lists(text, min_size=1, max_size=3, unique=True)
+        else:
+            strategy = valid_values(
+                Key("", f.name, hints[f.name], f.metadata["lo"], f.metadata["hi"])
+            )
+        (required if f.metadata.get("required") else others)[f.name] = strategy
+    return st.fixed_dictionaries(required, optional=others)
+
+
 def valid_values(key: Key) -> st.SearchStrategy[Any]:
     optional, alternatives = _parts(key.type)
     options: list[st.SearchStrategy[Any]] = [st.none()] if optional else []
     for tp in alternatives:
         origin = typing.get_origin(tp)
-        if origin is Literal:
+        if _mapping_list(tp):
+            items = item_mappings(typing.get_args(tp)[0])
+            options.append(st.lists(items, max_size=3, unique_by=lambda m: m["name"]))
+        elif origin is Literal:
             options.append(st.sampled_from(typing.get_args(tp)))
         elif origin is list:
             names = typing.get_args(typing.get_args(tp)[0])
@@ -86,6 +124,15 @@ def valid_values(key: Key) -> st.SearchStrategy[Any]:
             # what the test means, so they are left out of the generated text.
             chars = st.characters(codec="utf-8", exclude_characters="\x85\u2028\u2029")
             options.append(st.text(chars, min_size=1).filter(str.strip))
+        elif dataclasses.is_dataclass(tp):  # a mapping of its own, such as mqtt.tls
+            inner = {
+                f.name: valid_values(
+                    Key(key.path, f.name, typing.get_type_hints(tp)[f.name],
+                        f.metadata["lo"], f.metadata["hi"])
+                )
+                for f in dataclasses.fields(tp)
+            }  # fmt: skip
+            options.append(st.fixed_dictionaries({}, optional=inner))
         else:
             raise AssertionError(f"no strategy for {key.path}: {tp}")
     return st.one_of(options)
@@ -95,8 +142,12 @@ def invalid_values(key: Key) -> st.SearchStrategy[Any]:
     """Values ``key`` must refuse."""
     optional, alternatives = _parts(key.type)
     kinds = {typing.get_origin(tp) or tp for tp in alternatives}
+    nested = any(dataclasses.is_dataclass(tp) for tp in alternatives)
     options: list[st.SearchStrategy[Any]] = [
-        st.dictionaries(st.text(max_size=5), st.integers(), min_size=1),
+        # A mapping is the right shape for a nested section; refused there are scalars.
+        st.integers() | st.text(min_size=1, max_size=5).filter(str.strip)
+        if nested
+        else st.dictionaries(st.text(max_size=5), st.integers(), min_size=1),
     ]
     if list not in kinds:
         options.append(st.lists(st.integers(), min_size=1, max_size=3))
@@ -127,7 +178,9 @@ def invalid_values(key: Key) -> st.SearchStrategy[Any]:
         }
         options.append(st.text(min_size=1, max_size=12).filter(lambda v: v not in choices))
         options.append(st.integers())
-    if list in kinds:
+    if any(_mapping_list(tp) for tp in alternatives):
+        options.append(st.integers() | st.booleans())
+    elif list in kinds:
         names = [
             n
             for tp in alternatives
@@ -160,8 +213,42 @@ def cross_check_error(data: dict[str, dict[str, Any]]) -> Optional[str]:
         for side in ("width", "height"):
             if src.get(side, 640 if side == "width" else 480) % 2:
                 return f"source.{side}"
+    mq = data.get("mqtt", {})
+    device = mq.get("device")
+    if device is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", device):
+        return "mqtt.device"
+    for key in ("topic_prefix", "discovery_prefix"):
+        value = mq.get(key)
+        if value is not None and (
+            any(c in value for c in "+#\0") or value.startswith("/") or value.endswith("/")
+        ):
+            return f"mqtt.{key}"
+    if mq.get("password_file") is not None and mq.get("username") is None:
+        return "mqtt.password_file"
+    url = mq.get("configuration_url")
+    if url is not None and not url.startswith(("http://", "https://")):
+        return "mqtt.configuration_url"
+    if mq.get("heartbeat", 60.0) < mq.get("min_interval", 0.2):
+        return "mqtt.heartbeat"
     if src.get("retry_max", 30.0) < src.get("retry_initial", 0.5):
         return "source.retry_max"
+    return http_check_error(data.get("http", {}))
+
+
+def http_check_error(h: dict[str, Any]) -> Optional[str]:
+    """The http key refused across keys: an unparsable or unguarded listen, a missing secret."""
+    listen = h.get("listen", "127.0.0.1:8080")
+    if listen is None:
+        return None
+    try:
+        host, _ = parse_listen(listen)
+    except ValueError:
+        return "http.listen"
+    if h.get("auth") is None and not is_loopback(host):
+        return "http.listen"
+    for auth, secret in (("token", "token_file"), ("basic", "users_file")):
+        if h.get("auth") == auth and h.get(secret) is None:
+            return "http.auth"
     return None
 
 
@@ -199,10 +286,24 @@ def test_every_valid_value_of_every_key_is_accepted(data: dict[str, dict[str, An
         for name, value in values.items():
             got = getattr(getattr(cfg, section), name)
             field = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
-            if field.metadata.get("path") and isinstance(value, str):
+            if isinstance(value, dict):  # a nested section such as mqtt.tls
+                for inner in dataclasses.fields(got):
+                    check_value(
+                        getattr(got, inner.name), value.get(inner.name, inner.default), inner
+                    )
+            elif field.metadata.get("path") and isinstance(value, str):
                 assert got == str(Path("/srv") / os.path.expanduser(value))
+            elif isinstance(got, list) and got and dataclasses.is_dataclass(got[0]):
+                assert [{k: getattr(g, k) for k in v} for g, v in zip(got, value)] == value
             else:
-                assert got == value  # 3 == 3.0 for an integer given to a float key
+                check_value(got, value, field)
+
+
+def check_value(got: Any, value: Any, field: dataclasses.Field[Any]) -> None:
+    if field.metadata.get("path") and isinstance(value, str):
+        assert got == str(Path("/srv") / os.path.expanduser(value))
+    else:
+        assert got == value  # 3 == 3.0 for an integer given to a float key
 
 
 @FUZZ
@@ -232,6 +333,7 @@ def test_an_unknown_key_is_named_with_its_section(
     data: dict[str, dict[str, Any]], section: str, name: str
 ) -> None:
     known = {f.name for f in dataclasses.fields(SECTIONS[section])}
+    known |= set(getattr(SECTIONS[section], "REJECTED", {}))  # refused with their own reason
     if name in known or yaml.safe_load(dump({name: 1})) != {name: 1}:
         return  # a known key, or a name YAML reads back as something else
     data.setdefault(section, {})[name] = 1

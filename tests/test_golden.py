@@ -68,6 +68,7 @@ def write_config(folder: Path, model: str, runtime: str, source: Path, top_k: in
             "status_file": str(folder / "out" / "status.json"),
         },
         "daemon": {"state_dir": str(folder / "state")},
+        "http": {"listen": None},
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -17,12 +17,45 @@ from .prediction_log import PredictionLog, PredictionLogSink
 from .status_file import StatusFile, StatusFileSink, read_status
 
 
+def _http(cfg: Config, ctx: SinkContext) -> Optional[Sink]:
+    from ..web.sink import make_http_sink  # the server and its imports only when wanted
+
+    return make_http_sink(cfg, ctx)
+
+
+def _http_section(c: Config) -> Any:
+    from ..web.events import events_folder  # where /api/events reads from
+
+    return (c.http, events_folder(c))
+
+
 @dataclass(frozen=True)
 class SinkKind:
     """How to build one kind of sink from the config."""
 
     section: Callable[[Config], Any]
     make: Callable[[Config, SinkContext], Optional[Sink]]
+
+
+def _events_section(c: Config) -> Any:
+    from ..events import events_dir
+
+    e = c.events
+    return (
+        bool(e.rules),
+        events_dir(c),
+        e.snapshots,
+        e.thumbnail,
+        e.jpeg_quality,
+        e.keep_days,
+        e.max_bytes,
+    )
+
+
+def _make_events(cfg: Config, ctx: SinkContext) -> Optional[Sink]:
+    from ..events.sink import EventsSink
+
+    return EventsSink.from_config(cfg, ctx)
 
 
 SINKS: dict[str, SinkKind] = {
@@ -37,7 +70,21 @@ SINKS: dict[str, SinkKind] = {
         PredictionLogSink.from_config,
     ),
     "status_file": SinkKind(lambda c: c.outputs.status_file, StatusFileSink.from_config),
+    # The rule names are part of it: they are Home Assistant entities and topics.
+    "mqtt": SinkKind(
+        lambda c: (c.mqtt, tuple(r.name for r in c.events.rules), c.events.jpeg_quality),
+        lambda cfg, ctx: _mqtt().make_mqtt_sink(cfg, ctx),
+    ),
+    # Rules are not part of it: editing a rule keeps the writer (and open events).
+    "events": SinkKind(_events_section, _make_events),
+    "http": SinkKind(_http_section, _http),
 }
+
+
+def _mqtt() -> Any:
+    from . import mqtt  # paho-mqtt is imported there only when a broker is configured
+
+    return mqtt
 
 
 def make_sinks(cfg: Config, ctx: SinkContext) -> dict[str, Sink]:

@@ -12,6 +12,7 @@ import re
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -176,3 +177,40 @@ def test_config_fits_the_unit(unit: dict[str, dict[str, list[str]]]) -> None:
     # The daemon stops feeding the watchdog after stall_timeout; systemd must
     # not give up on it sooner than that.
     assert cfg.source.stall_timeout < seconds(one(unit, "WatchdogSec"))
+
+
+def _allowed(unit: dict[str, dict[str, list[str]]], address: str) -> bool:
+    """Whether the unit's IPAddressDeny=/IPAddressAllow= let the service reach ``address``."""
+    import ipaddress
+
+    special = {
+        "localhost": ["127.0.0.0/8", "::1/128"],
+        "link-local": ["169.254.0.0/16", "fe80::/64"],
+        "any": ["0.0.0.0/0", "::/0"],
+    }
+
+    def nets(key: str) -> list[Any]:
+        out = []
+        for value in unit["Service"].get(key, []):
+            for word in value.split():
+                out += [ipaddress.ip_network(n) for n in special.get(word, [word])]
+        return out
+
+    ip = ipaddress.ip_address(address)
+    if any(ip in n for n in nets("IPAddressAllow") if n.version == ip.version):
+        return True  # systemd: an allowed address wins over a denied one
+    return not any(ip in n for n in nets("IPAddressDeny") if n.version == ip.version)
+
+
+def test_outputs_reach_a_broker_on_the_pi_or_the_lan_and_nothing_else(
+    unit: dict[str, dict[str, list[str]]],
+) -> None:
+    # MQTT and the loopback web page need IP sockets; nothing needs raw or packet ones.
+    families = one(unit, "RestrictAddressFamilies").split()
+    assert {"AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK"} == set(families)
+    # A broker on this Pi or on the home LAN (Home Assistant's add-on, a NAS) is reachable...
+    for address in ("127.0.0.1", "::1", "192.168.1.20", "10.0.0.5", "172.20.1.2", "fd00::5"):
+        assert _allowed(unit, address), address
+    # ...the internet is not (a broker there needs a drop-in, see the unit's comment).
+    for address in ("8.8.8.8", "1.1.1.1", "2606:4700::1111", "100.64.1.1"):
+        assert not _allowed(unit, address), address

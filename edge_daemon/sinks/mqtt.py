@@ -1,0 +1,451 @@
+"""The MQTT sink: availability, state, attributes, status and Home Assistant discovery.
+
+Topics, with ``base`` = <topic_prefix>/<device>:
+
+- ``base/availability``: ``online`` on every (re)connect; ``offline`` as the last
+  will and on a clean stop. Retained.
+- ``base/state``: the smoothed top-1 and the top-k as JSON, retained; sent when
+  the top-1 label changes and at least every ``heartbeat`` seconds, never more
+  often than ``min_interval``.
+- ``base/attributes``: the top-k for Home Assistant's attributes, retained, at
+  most every ``attributes_interval`` seconds.
+- ``base/status``: the daemon's status object, retained.
+- ``base/command/reload`` (only with ``mqtt.commands``): reload, as SIGHUP does.
+- With event rules: ``base/events`` (each event's start, better frame and end,
+  QoS 1, not retained), ``base/rules/RULE`` (ON/OFF, retained) and
+  ``base/snapshot`` (the latest ended event's best frame, JPEG, retained); see
+  ``edge_daemon.events.mqtt``.
+
+The inference thread only drops the latest frame and status into slots; one
+thread of this sink decides what to send and hands it to paho, whose own
+thread talks to the broker and reconnects with back-off. State and status are
+idempotent: while the broker is away they are not queued; after a reconnect
+the newest ones are sent.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import random
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .. import broker
+from ..config import Config, MqttConfig
+from ..errors import EdgeDaemonError
+from .base import Classified, EventNotice, ModelInfo, Sink, SinkContext, SinkHealth
+from .hass import Entity, Topics, device_block, discovery_messages
+from .prediction_log import iso_utc
+
+# How long close() waits for the last status and "offline" to reach the broker.
+_CLOSE_TIMEOUT = 3.0
+# Home Assistant restarted: resend discovery after a random delay up to this (s),
+# so a fleet of Pis does not answer all at once.
+_REDISCOVER_SPREAD = 2.0
+# paho's MQTT_ERR_NO_CONN.
+_NO_CONN = 4
+# Event notices waiting for this sink's thread (a burst beyond is dropped, oldest first).
+_EVENTS_PENDING = 256
+
+
+def state_due(
+    last_index: Optional[int],
+    last_sent: Optional[float],
+    index: Optional[int],
+    *,
+    min_interval: float,
+    heartbeat: float,
+) -> float:
+    """When the state for top-1 ``index`` is due (monotonic time; compare with now).
+
+    Nothing sent yet: at once. The label changed: once ``min_interval`` has
+    passed since the last one. The same label: after ``heartbeat``.
+    """
+    if last_sent is None:
+        return float("-inf")
+    if index != last_index:
+        return last_sent + min_interval
+    return last_sent + max(heartbeat, min_interval)
+
+
+def state_payload(item: Classified, model: Optional[str]) -> dict[str, Any]:
+    """The JSON object published on ``base/state`` for one frame."""
+    top = item.top1
+    return {
+        "label": top.label if top else None,
+        "index": top.index if top else None,
+        "score": round(top.score, 6) if top else 0.0,
+        "predictions": [p.as_dict() for p in item.smoothed],
+        "frame": item.number,
+        "ts": iso_utc(item.captured_at),
+        "model": model,
+    }
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+class MqttSink(Sink):
+    """Publishes results to an MQTT broker; see the module's docstring for the topics."""
+
+    name = "mqtt"
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        ctx: Optional[SinkContext] = None,
+        *,
+        extra_entities: Optional[Callable[[], list[Entity]]] = None,
+        rules: Sequence[str] = (),
+        jpeg_quality: int = 85,
+    ) -> None:
+        assert cfg.host is not None
+        self.cfg = cfg
+        self.ctx = ctx or SinkContext()
+        self.recovered = f"{broker.where(cfg)}: connected again"
+        self.device = broker.device_name(cfg)
+        self.topics = Topics(broker.base_topic(cfg))
+        # Other outputs add Home Assistant entities here (events, snapshots).
+        self.extra_entities = extra_entities or (lambda: [])
+        self.published = 0  # messages handed to paho
+        self.dropped = 0  # lost: QoS 0 while away, or beyond mqtt.max_queued
+        self._cond = threading.Condition()
+        self._closed = False
+        self._connected = False
+        self._session_ok = False  # the broker accepted this connection
+        self._announce = False  # availability + discovery + latest state due
+        self._health = SinkHealth("connecting", None)
+        self._model: Optional[str] = None
+        self._item: Optional[Classified] = None
+        self._status: Optional[dict[str, Any]] = None
+        self._status_dirty = False
+        self._state_index: Optional[int] = None
+        self._state_at: Optional[float] = None
+        self._attr_at: Optional[float] = None
+        self._attr_frame = 0
+        self._discovery_at: Optional[float] = None
+        # Events (edge_daemon.events): notices to publish, the rules now ON,
+        # the best frame of each open event, the latest snapshot to send.
+        self.rules = list(rules)
+        self.jpeg_quality = jpeg_quality
+        self._notices: collections.deque[EventNotice] = collections.deque(maxlen=_EVENTS_PENDING)
+        self._open_rules: set[str] = set()
+        self._best_frames: Any = None
+        self._event_messages: Any = None
+        self._snapshot: Optional[np.ndarray] = None
+        self._offline: collections.deque[tuple[str, str | bytes, bool, int]] = collections.deque(
+            maxlen=cfg.max_queued
+        )
+        if self.rules:
+            from ..events.mqtt import BestFrames, EventMessages
+
+            self._best_frames = BestFrames()
+            self._event_messages = EventMessages(self.topics.base)
+        self.client = broker.make_client(
+            cfg,
+            f"edge-daemon-{self.device}",
+            on_connect=self._on_connect,
+            on_connect_fail=self._on_connect_fail,
+            on_disconnect=self._on_disconnect,
+            on_message=self._on_message,
+        )
+        self.client.will_set(self.topics.availability, "offline", qos=1, retain=True)
+        self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="mqtt-sink", daemon=True)
+        self._thread.start()
+
+    # -- the seam ------------------------------------------------------------------
+    def model(self, info: ModelInfo) -> None:
+        with self._cond:
+            self._model = info.name
+            self._state_at = None  # the state names the model: send it again
+            self._cond.notify()
+
+    def classified(self, item: Classified) -> None:
+        ended: list[tuple[dict[str, Any], np.ndarray]] = []
+        if item.events and self._best_frames is not None:
+            ended = self._best_frames.observe(item)  # copies a frame only when it is the best
+        with self._cond:
+            self._item = item
+            if item.events and self.rules:
+                self._notices.extend(item.events)
+                for _event, image in ended:
+                    self._snapshot = image
+            self._cond.notify()
+
+    def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
+        with self._cond:
+            self._status = status
+            self._status_dirty = True
+            self._cond.notify()
+
+    def health(self) -> SinkHealth:
+        return self._health
+
+    def close(self) -> None:
+        try:
+            with self._cond:
+                self._closed = True
+                self._cond.notify()
+            self._thread.join(_CLOSE_TIMEOUT)
+            if self._connected:
+                # The daemon closes open events itself at a stop: no rule stays ON.
+                for rule in sorted(self._open_rules):
+                    self.client.publish(f"{self.topics.base}/rules/{rule}", b"OFF", 1, True)
+                info = self.client.publish(self.topics.availability, "offline", qos=1, retain=True)
+                info.wait_for_publish(_CLOSE_TIMEOUT)
+                self.client.disconnect()
+            self.client.loop_stop()
+        except Exception:  # close never raises: the daemon is stopping anyway
+            pass
+
+    # -- paho's thread ---------------------------------------------------------------
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self._health = SinkHealth("failing", broker.refused_error(self.cfg, reason))
+            return
+        subscriptions = []
+        if self.cfg.discovery:
+            subscriptions.append((f"{self.cfg.discovery_prefix}/status", 0))
+            # This Pi's event entities as the broker keeps them: those of rules
+            # renamed or removed since are cleared (no ghost entities).
+            subscriptions.append((self._event_configs, 0))
+        if self.cfg.commands:
+            subscriptions.append((self.topics.reload, 1))
+        if subscriptions:
+            client.subscribe(subscriptions)
+        with self._cond:
+            self._connected = self._session_ok = True
+            self._announce = True
+            self._health = SinkHealth("ok", None)
+            self._cond.notify()
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        error = getattr(client, "last_connect_error", None)
+        self._health = SinkHealth("failing", broker.connect_error(self.cfg, error))
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        with self._cond:
+            self._connected = False
+            was_ok, self._session_ok = self._session_ok, False
+            if self._closed:
+                return
+        if was_ok:
+            self._health = SinkHealth(
+                "failing",
+                f"{broker.where(self.cfg)}: connection lost ({reason}); reconnecting",
+            )
+
+    @property
+    def _event_configs(self) -> str:
+        return f"{self.cfg.discovery_prefix}/binary_sensor/{self.device}/+/config"
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if msg.topic.startswith(self._event_configs.split("+")[0]):
+            self._forget_old_rule(msg.topic, bytes(msg.payload))
+            return
+        if msg.retain:
+            return  # an old message kept by the broker is no request
+        if self.cfg.commands and msg.topic == self.topics.reload:
+            self.ctx.request_reload()
+        elif msg.topic == f"{self.cfg.discovery_prefix}/status" and msg.payload == b"online":
+            with self._cond:
+                self._discovery_at = time.monotonic() + random.uniform(0, _REDISCOVER_SPREAD)
+                self._cond.notify()
+
+    def _forget_old_rule(self, topic: str, payload: bytes) -> None:
+        """Clear the retained entity of an event rule that is no longer configured."""
+        object_id = topic.split("/")[-2]
+        prefix = f"{self.device}_event_"
+        if not payload or not object_id.startswith(prefix):
+            return
+        if object_id[len(prefix) :] not in self.rules:
+            self.client.publish(topic, b"", qos=1, retain=True)
+
+    # -- this sink's thread --------------------------------------------------------------
+    def publish(
+        self, topic: str, payload: str | bytes, *, retain: bool = False, qos: Optional[int] = None
+    ) -> bool:
+        """Hand one message to paho. While the broker is away, QoS 1/2 messages wait
+        here, at most mqtt.max_queued of them (beyond, the oldest are dropped and
+        counted); they go out after the next connect's availability and discovery."""
+        q = self.cfg.qos if qos is None else qos
+        if not self._connected:
+            if q == 0:
+                self.dropped += 1
+                return False
+            with self._cond:
+                if len(self._offline) == self._offline.maxlen:
+                    self.dropped += 1
+                self._offline.append((topic, payload, retain, q))
+            return True
+        info = self.client.publish(topic, payload, qos=q, retain=retain)
+        # NO_CONN: a QoS 0 message is lost, a QoS 1/2 one waits in paho for the connection.
+        if info.rc == 0 or (info.rc == _NO_CONN and q > 0):
+            self.published += 1
+            return True
+        self.dropped += 1
+        return False
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                jobs, wake = self._plan(time.monotonic())
+                if not jobs:
+                    if self._closed:
+                        return
+                    self._cond.wait(None if wake is None else max(0.0, wake - time.monotonic()))
+                    continue
+            for job in jobs:
+                try:
+                    job()
+                except Exception as exc:  # a bad payload must not stop the sink
+                    self._health = SinkHealth("failing", f"MQTT publish failed: {exc}")
+
+    def _plan(self, now: float) -> tuple[list[Callable[[], object]], Optional[float]]:
+        """What to send now (called with the lock held), and when to look again."""
+        jobs: list[Callable[[], object]] = []
+        if not self._connected:
+            # Events are a history: they wait (bounded by mqtt.max_queued) in paho's queue.
+            return self._plan_events(now, connected=False), None
+        cfg = self.cfg
+        if self._announce:
+            self._announce = False
+            self._state_at = self._attr_at = None  # send the latest again
+            self._status_dirty = self._status is not None
+            self._discovery_at = None
+            jobs.append(lambda: self.publish(self.topics.availability, "online", retain=True))
+            if cfg.discovery:
+                jobs.append(self._send_discovery)
+            if self.rules:
+                from ..events.mqtt import rule_states
+
+                states = rule_states(self.topics.base, self.rules, set(self._open_rules))
+                jobs.append(lambda: self._send_all(states))
+        if self._discovery_at is not None and now >= self._discovery_at:
+            self._discovery_at = None
+            jobs.append(self._send_discovery)
+        if self._offline:  # what waited while the broker was away, after the announcement
+            waited = list(self._offline)
+            self._offline.clear()
+            jobs.append(lambda: self._send_all(waited))
+        wake = self._discovery_at
+        item = self._item
+        if item is not None:
+            index = item.top1.index if item.top1 else None
+            due = state_due(
+                self._state_index,
+                self._state_at,
+                index,
+                min_interval=cfg.min_interval,
+                heartbeat=cfg.heartbeat,
+            )
+            if now >= due:
+                self._state_index, self._state_at = index, now
+                payload = _json(state_payload(item, self._model))
+                jobs.append(lambda: self.publish(self.topics.state, payload, retain=True))
+            elif now < due:
+                wake = due if wake is None else min(wake, due)
+            attr_due = (
+                float("-inf") if self._attr_at is None else self._attr_at + cfg.attributes_interval
+            )
+            if now >= attr_due and item.number != self._attr_frame:
+                self._attr_at, self._attr_frame = now, item.number
+                attrs = _json(
+                    {
+                        "predictions": [p.as_dict() for p in item.smoothed],
+                        "frame": item.number,
+                        "model": self._model,
+                    }
+                )
+                jobs.append(lambda: self.publish(self.topics.attributes, attrs, retain=True))
+            elif now < attr_due:
+                wake = attr_due if wake is None else min(wake, attr_due)
+        jobs.extend(self._plan_events(now))
+        if self._status_dirty and self._status is not None:
+            self._status_dirty = False
+            status = _json(self._status)
+            jobs.append(lambda: self.publish(self.topics.status, status, retain=True))
+        return jobs, wake
+
+    def _plan_events(self, now: float, connected: bool = True) -> list[Callable[[], object]]:
+        """Jobs for pending event notices and, when connected, the latest snapshot."""
+        if self._event_messages is None:
+            return []
+        messages = []
+        while self._notices:
+            notice = self._notices.popleft()
+            rule = str(notice.event.get("rule"))
+            if notice.type == "start":
+                self._open_rules.add(rule)
+            elif notice.type == "end":
+                self._open_rules.discard(rule)
+            messages.extend(self._event_messages(notice, now))
+        jobs: list[Callable[[], object]] = []
+        if messages:
+            jobs.append(lambda: self._send_all(messages))
+        image, self._snapshot = (self._snapshot, None) if connected else (None, self._snapshot)
+        if image is not None:
+            jobs.append(lambda: self._send_snapshot(image))
+        return jobs
+
+    def _send_all(self, messages: Sequence[tuple[str, str | bytes, bool, int]]) -> None:
+        for topic, payload, retain, qos in messages:
+            self.publish(topic, payload, retain=retain, qos=qos)
+
+    def _send_snapshot(self, image: np.ndarray) -> None:
+        from ..events.mqtt import snapshot_message
+        from ..events.snapshots import encode_jpeg
+
+        jpeg = encode_jpeg(image, self.jpeg_quality)
+        self._send_all([snapshot_message(self.topics.base, jpeg)])
+
+    def _send_discovery(self) -> None:
+        messages = discovery_messages(
+            discovery_prefix=self.cfg.discovery_prefix,
+            device=self.device,
+            topics=self.topics,
+            configuration_url=self.cfg.configuration_url,
+            extra=self.extra_entities(),
+        )
+        for topic, payload in messages:
+            self.publish(topic, payload, retain=True)
+        if self.rules:
+            from ..events.mqtt import discovery_messages as event_discovery
+
+            self._send_all(
+                event_discovery(
+                    prefix=self.cfg.discovery_prefix,
+                    node_id=self.device,
+                    base=self.topics.base,
+                    rules=self.rules,
+                    device=device_block(self.device, self.cfg.configuration_url),
+                    availability=[{"topic": self.topics.availability}],
+                )
+            )
+
+
+def make_mqtt_sink(cfg: Config, ctx: SinkContext) -> Optional[Sink]:
+    """The registry's factory: an MQTT sink, or None while ``mqtt.host`` is not set."""
+    if cfg.mqtt.host is None:
+        return None
+    try:
+        return MqttSink(
+            cfg.mqtt,
+            ctx,
+            rules=[r.name for r in cfg.events.rules],
+            jpeg_quality=cfg.events.jpeg_quality,
+        )
+    except EdgeDaemonError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise EdgeDaemonError(f"{broker.where(cfg.mqtt)}: cannot set up MQTT ({exc})") from None
