@@ -98,6 +98,10 @@ outputs:
   status_file: $out/status.json
 daemon:
   state_dir: $out/state
+http:
+  # The web server on a free loopback port: the web extra works on this CPU,
+  # without taking 8080 from anything on the host (the chroot shares its network).
+  listen: 127.0.0.1:0
 EOF
     runuser -u edge-daemon -- "$VENV/bin/edge-daemon" run --config "$out/config.yaml"
     "$VENV/bin/python" "${goldens[@]}" log "$out/predictions.jsonl"
