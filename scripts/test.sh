@@ -63,9 +63,17 @@ venv=${VENV:-.venv-test}
 # the default model only: every 224x224 model under emulation would add 4-5
 # minutes (docs/raspberry-pi.md).
 pi_pid=""
+pi_log=""
 stop_pi_check() {
-  # unshare ignores SIGTERM; killing it takes its namespace (processes, mounts) along.
-  if [ -n "$pi_pid" ]; then kill -KILL "$pi_pid" 2>/dev/null || true; fi
+  # On a failure before its report: stop it (unshare ignores SIGTERM; killing
+  # it takes its namespace, processes and mounts, along) and show what it said.
+  if [ -n "$pi_pid" ]; then
+    kill -KILL "$pi_pid" 2>/dev/null || true
+    wait "$pi_pid" 2>/dev/null || true
+    echo "pi-os-check: stopped early, as the run failed; what it printed:"
+    cat "$pi_log"
+  fi
+  if [ -n "$pi_log" ]; then rm -f "$pi_log"; fi
 }
 if [ "$pi_check" = 1 ]; then
   pi_log=$(mktemp)
