@@ -111,50 +111,30 @@ else
   echo "pi-os-check: skipped (runs with CI=true or PI_CHECK=1, as root)"
 fi
 
-# The side-by-side benchmark: proves the script runs and prints the figures.
-# Locally the short form (about a minute); in CI (CI=true) the full run the
-# figures in docs/performance.md come from (about four minutes), since six pairs of 0.5 s
-# windows swing by several percent on a shared machine. Speed targets are not
-# test assertions: exit 1 (a target missed) is reported, anything else fails
-# the run.
+# The benchmarks: each prints figures measured side by side in one run, and
+# proves its script runs. Speed targets are not test assertions: exit 1 (a
+# target missed on this machine) is reported, anything else fails the run.
+bench() {
+  local what=$1 status=0
+  shift
+  "$venv/bin/python" "$@" || status=$?
+  case $status in
+    0) ;;
+    1) echo "benchmark: the $what target was missed on this machine (figures above); not a failure" ;;
+    *) echo "benchmark: $1 failed (exit $status)" >&2; exit "$status" ;;
+  esac
+}
+
+# edge-daemon against the tutorial loop and bare invoke() loops. Locally the
+# short form (about a minute); in CI (CI=true) the full run the figures in
+# docs/performance.md come from (about four minutes), since six pairs of 0.5 s
+# windows swing by several percent on a shared machine.
 bench_args=(--quick)
 [ "${CI:-}" = "true" ] && bench_args=()
-bench_status=0
-"$venv/bin/python" benchmarks/compare.py ${bench_args[@]+"${bench_args[@]}"} || bench_status=$?
-case $bench_status in
-  0) ;;
-  1) echo "benchmark: a speed target was missed on this machine (figures above); not a failure" ;;
-  *) echo "benchmark: benchmarks/compare.py failed (exit $bench_status)" >&2; exit "$bench_status" ;;
-esac
-
-# The MQTT sink's cost: the daemon publishing every frame to a local mosquitto
-# against the same daemon without MQTT, in alternating windows (short form,
-# under a minute). Same convention: exit 1 is a missed target, not a failure.
-outputs_status=0
-"$venv/bin/python" benchmarks/outputs.py --quick || outputs_status=$?
-case $outputs_status in
-  0) ;;
-  1) echo "benchmark: the MQTT throughput target was missed on this machine (figures above); not a failure" ;;
-  *) echo "benchmark: benchmarks/outputs.py failed (exit $outputs_status)" >&2; exit "$outputs_status" ;;
-esac
-
-# Events and snapshots on against off, side by side (the short form, under a
-# minute); a missed target is reported, not a failure, as above.
-events_status=0
-"$venv/bin/python" benchmarks/events.py --quick || events_status=$?
-case $events_status in
-  0) ;;
-  1) echo "benchmark: the events target was missed on this machine (figures above); not a failure" ;;
-  *) echo "benchmark: benchmarks/events.py failed (exit $events_status)" >&2; exit "$events_status" ;;
-esac
-
-# The web server's cost: the daemon with its server off, and on with 5 live-view
-# clients, alternating (about 30 s). Exit 1 (target missed) is reported, not fatal.
-http_status=0
-"$venv/bin/python" benchmarks/web.py --quick || http_status=$?
-case $http_status in
-  0) ;;
-  1) echo "benchmark: the web server's target was missed on this machine (figures above); not a failure" ;;
-  *) echo "benchmark: benchmarks/web.py failed (exit $http_status)" >&2; exit "$http_status" ;;
-esac
-
+bench "speed" benchmarks/compare.py ${bench_args[@]+"${bench_args[@]}"}
+# Each output's cost, short forms (under a minute each): the MQTT sink
+# publishing to a local mosquitto, events and snapshots, the web server with 5
+# live-view clients; each against the same daemon without it.
+bench "MQTT throughput" benchmarks/outputs.py --quick
+bench "events" benchmarks/events.py --quick
+bench "web server's" benchmarks/web.py --quick
