@@ -16,7 +16,7 @@ esac
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ".[$extra]"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ".[$extra,web]"
 
 if [ ! -f models/mobilenet_v1_1.0_224_quant.tflite ] || [ ! -d models/samples ]; then
   # Offline machines keep the models in ../shared (or $EDGE_DAEMON_MODELS);
