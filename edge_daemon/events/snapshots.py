@@ -15,6 +15,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..fileio import write_synced
 from .store import SNAPSHOTS
 
 _TMP = ".tmp"
@@ -51,10 +52,7 @@ def write_whole(events_dir: str, name: str, data: bytes) -> int:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            write_synced(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, path)

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from ..config import Config
 from ..errors import OutputError
+from ..fileio import write_synced
 from .base import Sink, SinkContext, SinkHealth
 
 
@@ -42,12 +43,7 @@ class StatusFile:
                 self._sweep(folder)
             fd, tmp = tempfile.mkstemp(prefix=self._prefix, suffix=".tmp", dir=folder)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                # fsync before rename: after a power cut the name points at
-                # complete contents, not at an empty inode.
-                os.fsync(fd)
+                write_synced(fd, data)
             finally:
                 os.close(fd)
             os.chmod(tmp, 0o644)
