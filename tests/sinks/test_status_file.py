@@ -105,6 +105,7 @@ def daemon_status(tmp_path: Path, runtime_name: str) -> dict[str, Any]:
         "engine": {"runtime": runtime_name, "delegates": ["xnnpack"]},
         "source": {"kind": "files", "path": str(source)},
         "outputs": {"prediction_log": None, "status_file": str(tmp_path / "out" / "status.json")},
+        "http": {"listen": None},  # never the default port: another daemon may hold it
     }
     cfg = parse_config(yaml.safe_dump(data), name=str(tmp_path / "config.yaml"))
     code = Daemon(cfg, config_path=cfg.file, notifier=RecordingNotifier(), environ={}).run()
