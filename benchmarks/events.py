@@ -78,6 +78,9 @@ def write_config(work: Path, name: str, model: Path, labels: Path, frames: Path,
         },
         "engine": {"delegates": ["xnnpack", "cpu"]},
         "daemon": {"state_dir": str(work / "state")},
+        # Both sides without the web server: it would serve on one side only
+        # (the port is taken by the first), and it is not what is measured here.
+        "http": {"listen": None},
     }
     if on:
         rule = {"min_score": 0.3, "min_frames": 3, "end_after": 0.0}

@@ -87,6 +87,7 @@ class Side:
             "status_interval": 1.0,
         }
         cfg["daemon"] = {"state_dir": str(work / "state"), "log_level": "WARNING"}
+        cfg["http"] = {"listen": None}  # one port for three daemons; not what is measured
         if mqtt is not None:
             cfg["mqtt"] = mqtt
         self.config = self.dir / "config.yaml"
