@@ -53,6 +53,9 @@ _NO_CONN = 4
 _EVENTS_PENDING = 256
 
 
+_NEVER = object()
+
+
 def state_due(
     last_index: Optional[int],
     last_sent: Optional[float],
@@ -123,6 +126,9 @@ class MqttSink(Sink):
         self._health = SinkHealth("connecting", None)
         self._model: Optional[str] = None
         self._item: Optional[Classified] = None
+        # The top-1 of the last frame that woke the thread: a frame with the same
+        # top-1 and no events leaves it asleep (its timers pick the newest frame).
+        self._woken_for: object = _NEVER
         self._status: Optional[dict[str, Any]] = None
         self._status_dirty = False
         self._state_index: Optional[int] = None
@@ -172,13 +178,17 @@ class MqttSink(Sink):
         ended: list[tuple[dict[str, Any], np.ndarray]] = []
         if item.events and self._best_frames is not None:
             ended = self._best_frames.observe(item)  # copies a frame only when it is the best
+        top = item.top1
+        index = top.index if top is not None else None
         with self._cond:
             self._item = item
             if item.events and self.rules:
                 self._notices.extend(item.events)
                 for _event, image in ended:
                     self._snapshot = image
-            self._cond.notify()
+            if item.events or index != self._woken_for:
+                self._woken_for = index
+                self._cond.notify()
 
     def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
         with self._cond:
