@@ -471,13 +471,13 @@ def _mount(target: Path, flags: int, options: str) -> None:
         raise OSError(code, os.strerror(code), str(target))
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs: fill it for ENOSPC, remount it read-only for EROFS."""
-    target = tmp_path / "small-disk"
+@contextlib.contextmanager
+def tmpfs(target: Path, size: str) -> Iterator[Path]:
+    """``target`` (created) as a tmpfs of ``size`` for the block; skipped without the
+    privilege to mount one, and a failure in CI for any other reason."""
     target.mkdir()
     try:
-        _mount(target, 0, "size=64k,mode=0755")
+        _mount(target, 0, f"size={size},mode=0755")
     except OSError as exc:
         if exc.errno in (errno.EPERM, errno.EACCES):
             pytest.skip(f"mounting a tmpfs needs privileges: {exc.strerror}")
@@ -488,8 +488,15 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield target
     finally:
         with contextlib.suppress(OSError):
-            _mount(target, MS_REMOUNT, "size=64k")  # writable again, so it can be left
+            _mount(target, MS_REMOUNT, f"size={size}")  # writable again, so it can be left
         _libc.umount2(os.fsencode(target), MNT_DETACH)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: fill it for ENOSPC, remount it read-only for EROFS."""
+    with tmpfs(tmp_path / "small-disk", "64k") as target:
+        yield target
 
 
 def fill(disk: Path) -> Path:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,7 +17,6 @@ from edge_daemon.events.history import EventHistory
 from edge_daemon.events.sink import EventsSink
 from edge_daemon.sinks.base import Classified, EventNotice
 from tests.fakes import make_image
-from tests.helpers import IN_CI
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
@@ -132,20 +129,10 @@ def test_a_database_that_is_not_one_turns_the_sink_failing_and_is_left_alone(
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs (root only; skipped without the privilege, as the other disk tests)."""
-    from tests.test_reliability_faults import MNT_DETACH, _libc, _mount
+    from tests.test_reliability_faults import tmpfs
 
-    target = tmp_path / "disk"
-    target.mkdir()
-    try:
-        _mount(target, 0, "size=2m,mode=0755")
-    except OSError as exc:
-        if exc.errno in (errno.EPERM, errno.EACCES) or not IN_CI:
-            pytest.skip(f"cannot mount a tmpfs: {exc.strerror}")
-        raise
-    try:
+    with tmpfs(tmp_path / "disk", "2m") as target:
         yield target
-    finally:
-        _libc.umount2(os.fsencode(target), MNT_DETACH)
 
 
 def fill(folder: Path) -> Path:
