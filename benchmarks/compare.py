@@ -478,9 +478,9 @@ def bare_engines(
 
     Returns the engines by label and, by label, why a combination could not be built.
     """
-    from edge_daemon.engine import DelegateSettings, build_engine
+    from edge_daemon.engine.interpreter import DelegateSettings, build_engine
+    from edge_daemon.engine.runtimes import load_runtime
     from edge_daemon.errors import EdgeDaemonError
-    from edge_daemon.runtimes import load_runtime
 
     engines: list[tuple[str, Any]] = []
     unavailable: dict[str, str] = {}

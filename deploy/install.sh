@@ -65,7 +65,7 @@ readonly LOG_DIR=/var/log/edge-daemon
 readonly UNIT=/etc/systemd/system/$NAME.service
 readonly WANTS_LINK=/etc/systemd/system/multi-user.target.wants/$NAME.service
 readonly SYSUSERS=/usr/lib/sysusers.d/$NAME.conf
-# The daemon's delegate choice in CACHE_DIR (edge_daemon/autoselect.py's
+# The daemon's delegate choice in CACHE_DIR (edge_daemon/engine/autoselect.py's
 # CACHE_FILE), measured on the machine it runs on.
 readonly DELEGATE_CACHE=delegates.json
 readonly MODEL_FILES=(mobilenet_v1_1.0_224_quant.tflite labels_mobilenet_quant_v1_224.txt)

@@ -46,7 +46,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .config import Config
-from .engine import cpu_count
+from .engine.interpreter import cpu_count
 from .errors import EdgeDaemonError, RuntimeNotFoundError, SourceError
 from .preprocess import ResizeMode
 
@@ -202,7 +202,7 @@ def measure_case(
     cfg: Config, runtime: Any, delegate: str, threads: int, frames: list[BenchFrame], n: int
 ) -> Case:
     """Load the model with one delegate and thread count; time bare invokes and the pipeline."""
-    from .model import load_model
+    from .engine.model import load_model
     from .pipeline import Classifier
     from .preprocess import apply_lut, fit_frame
 
@@ -296,7 +296,7 @@ def frame_path(frames: list[BenchFrame], model: Any, resize: ResizeMode, n: int)
 
 # -- the run ------------------------------------------------------------------------------
 def _runtimes(cfg: Config) -> tuple[list[Any], dict[str, str]]:
-    from .runtimes import load_runtime
+    from .engine.runtimes import load_runtime
 
     names = list(BENCH_RUNTIMES)
     if cfg.engine.runtime == "tensorflow":
@@ -381,13 +381,13 @@ def _summary(cases: list[Case]) -> str:
 
 def run_bench(cfg: Config, frames: int, as_json: bool) -> int:
     """Measure every runtime x delegate x threads case; print a table (or JSON). 0 if any ran."""
-    from .model import load_model
+    from .engine.model import load_model
 
     if frames < 1:
         raise EdgeDaemonError(f"--frames: must be at least 1 (got {frames})")
     runtimes, missing = _runtimes(cfg)
     if not runtimes:
-        from .runtimes import INSTALL_HINT
+        from .engine.runtimes import INSTALL_HINT
 
         raise RuntimeNotFoundError(f"no TFLite runtime could be imported; {INSTALL_HINT}")
     cores = cpu_count()

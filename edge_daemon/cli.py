@@ -20,9 +20,7 @@ from . import __version__
 from .config import Config, load_config
 from .errors import EdgeDaemonError
 from .journal import setup_logging
-
-# Exit codes of `edge-daemon status`, for health checks.
-STATUS_RUNNING, STATUS_DEGRADED, STATUS_DOWN = 0, 1, 2
+from .status import STATUS_DOWN, status_verdict
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -40,7 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # -- classify ----------------------------------------------------------------
 def cmd_classify(args: argparse.Namespace) -> int:
-    from .model import load_model
+    from .engine.model import load_model
     from .pipeline import Classifier
     from .sources.files import decode_image
 
@@ -86,7 +84,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 # -- check -------------------------------------------------------------------
 def cmd_check(args: argparse.Namespace) -> int:
-    from .model import load_model
+    from .engine.model import load_model
 
     cfg = _config(args)
     setup_logging("WARNING", debug=args.debug)
@@ -143,36 +141,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 # -- status ------------------------------------------------------------------
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by the service user
-    return True
-
-
-def status_verdict(status: dict[str, Any], now: float) -> tuple[int, str]:
-    """Exit code and state word for a status object: 0 running, 1 degraded, 2 down or stale."""
-    from datetime import datetime
-
-    state = status.get("state")
-    interval = status.get("status_interval") or 1.0
-    try:
-        updated = datetime.fromisoformat(str(status.get("updated")).replace("Z", "+00:00"))
-        age = now - updated.timestamp()
-    except ValueError:
-        return STATUS_DOWN, "stale"
-    if state in ("running", "degraded", "starting"):
-        if age > max(5 * float(interval), 5.0) or not _pid_alive(status.get("pid")):
-            return STATUS_DOWN, "stale"
-        return (STATUS_RUNNING, "running") if state == "running" else (STATUS_DEGRADED, state)
-    return STATUS_DOWN, str(state)
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     from .sinks.status_file import read_status
 
@@ -362,14 +330,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # -- fleet, mqtt forget ------------------------------------------------------
 def _mqtt_config(args: argparse.Namespace) -> Any:
-    from .broker import apply_broker_url
+    from .mqtt.broker import apply_broker_url
 
     cfg = _config(args)
     return apply_broker_url(cfg.mqtt, args.broker, args.password_file)
 
 
 def _print_fleet(rows: list[dict[str, Any]], as_json: bool) -> None:
-    from .fleet import table
+    from .mqtt.fleet import table
 
     if as_json:
         print(json.dumps(rows), flush=True)
@@ -378,8 +346,8 @@ def _print_fleet(rows: list[dict[str, Any]], as_json: bool) -> None:
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
-    from .broker import where
-    from .fleet import FleetView
+    from .mqtt.broker import where
+    from .mqtt.fleet import FleetView
 
     setup_logging("WARNING", debug=args.debug)
     mq = _mqtt_config(args)
@@ -417,8 +385,8 @@ def cmd_fleet(args: argparse.Namespace) -> int:
 def cmd_mqtt_forget(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .broker import device_name, where
-    from .fleet import forget
+    from .mqtt.broker import device_name, where
+    from .mqtt.fleet import forget
 
     setup_logging("WARNING", debug=args.debug)
     mq = _mqtt_config(args)

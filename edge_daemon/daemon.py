@@ -22,14 +22,15 @@ from typing import Any, Optional
 from . import notify
 from .capture import CaptureThread
 from .config import Config, load_config
+from .engine.model import LoadedModel, load_model
+from .engine.runtimes import load_runtime
 from .errors import EdgeDaemonError
 from .events.engine import rules_for, tracker_for
 from .events.rules import Tracker
 from .journal import journal_fields
-from .model import LoadedModel, load_model
+from .outputs import SINKS
 from .pipeline import Classifier, Result
-from .runtimes import load_runtime
-from .sinks import SINKS, Classified, EventNotice, ModelInfo, Sink, SinkContext
+from .sinks.base import Classified, EventNotice, ModelInfo, Sink, SinkContext
 from .sinks.prediction_log import iso_utc
 from .sources import make_source
 from .sources.base import Frame

@@ -19,10 +19,10 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
-from .engine import read_model_bytes
+from .engine.interpreter import read_model_bytes
+from .engine.model import inspect_model
 from .errors import EdgeDaemonError, ModelError
 from .labels import align_labels, parse_labels
-from .model import inspect_model
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ def verify(model_path: Path, labels_path: Path) -> str:
     info = inspect_model(str(model_path), data)
     labels = parse_labels(labels_path.read_text(encoding="utf-8"), str(labels_path))
     try:
-        from .engine import DelegateSettings, build_engine
-        from .runtimes import load_runtime
+        from .engine.interpreter import DelegateSettings, build_engine
+        from .engine.runtimes import load_runtime
 
         runtime = load_runtime("auto")
     except EdgeDaemonError:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import Config
+from .engine.model import LoadedModel
 from .events.smoothing import Smoother
-from .model import LoadedModel
 from .postprocess import Prediction, top_k_quantized
 from .preprocess import ResizeMode, apply_lut, fit_frame, is_identity
 

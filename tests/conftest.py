@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from edge_daemon.config import Config
-from edge_daemon.model import LoadedModel, load_model
+from edge_daemon.engine.model import LoadedModel, load_model
 from tests.helpers import IMAGES, MODELS, RUNTIMES, missing, runtime_available, shared_file
 
 

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from edge_daemon import bench
-from edge_daemon.autoselect import CACHE_FILE, CANDIDATES
 from edge_daemon.config import parse_config
-from edge_daemon.engine import DelegateSettings, build_engine, cpu_count
-from edge_daemon.model import load_model
+from edge_daemon.engine.autoselect import CACHE_FILE, CANDIDATES
+from edge_daemon.engine.interpreter import DelegateSettings, build_engine, cpu_count
+from edge_daemon.engine.model import load_model
+from edge_daemon.engine.runtimes import load_runtime
 from edge_daemon.pipeline import Classifier
-from edge_daemon.runtimes import load_runtime
 from edge_daemon.sources.files import decode_image
 from tests.helpers import (
     IMAGES,

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from edge_daemon.config import parse_config
-from edge_daemon.model import LoadedModel, load_model
+from edge_daemon.engine.model import LoadedModel, load_model
 from edge_daemon.pipeline import Classifier
 from edge_daemon.sources.files import MAX_PIXELS, FileSource, decode_image
 from tests.helpers import IMAGES, LABELS, MODELS, run_cli, shared_file

@@ -5,7 +5,7 @@ renamed ``.tflite``: ``engine.read_model_bytes``/``inspect_model``/``load_model`
 either load it (a flip in the weights is a valid model) or raise ModelError
 with one line that starts with the path. These run in-process on purpose:
 a runtime crash (SIGSEGV on a damaged FlatBuffer, which tflite-runtime 2.14
-does without the structure check in edge_daemon.metadata) takes the test
+does without the structure check in edge_daemon.engine.metadata) takes the test
 run down with it, loudly. A few cases go through ``edge-daemon check`` to
 show what a user sees: one line on stderr, no traceback.
 """
@@ -25,12 +25,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from edge_daemon.config import Config, parse_config
-from edge_daemon.engine import read_model_bytes
+from edge_daemon.engine.interpreter import read_model_bytes
+from edge_daemon.engine.metadata import _root, _tables
+from edge_daemon.engine.model import inspect_model, load_model
+from edge_daemon.engine.runtimes import load_runtime
 from edge_daemon.errors import ModelError
-from edge_daemon.metadata import _root, _tables
-from edge_daemon.model import inspect_model, load_model
 from edge_daemon.pipeline import Classifier
-from edge_daemon.runtimes import load_runtime
 from tests.fakes import flatbuffer_end, flip_bit, subgraphs_offset_position
 from tests.helpers import IMAGES, LABELS, MODELS, run_cli, shared_file
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from edge_daemon.config import parse_config
-from edge_daemon.model import LoadedModel, load_model
+from edge_daemon.engine.model import LoadedModel, load_model
 from edge_daemon.pipeline import Classifier
 from edge_daemon.preprocess import (
     InputSpec,

@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from ..config import HttpConfig, is_loopback, parse_listen
 from ..sinks.base import Classified, ModelInfo, Sink, SinkContext, SinkHealth
+from ..status import status_verdict
 from .app import NO_METRICS, State, WebApp
 from .auth import load_auth
 from .events import EventsQuery, NoEvents, events_query
@@ -67,7 +68,6 @@ class HttpSink(Sink):
         events: Optional[EventsQuery] = None,
     ) -> None:
         assert cfg.listen is not None
-        from ..cli import status_verdict
 
         self.cfg = cfg
         self.host, self.port = parse_listen(cfg.listen)

@@ -11,8 +11,8 @@ from typing import Any, Callable
 import pytest
 
 from edge_daemon.config import load_config
+from edge_daemon.engine.model import load_model
 from edge_daemon.events.history import EventHistory
-from edge_daemon.model import load_model
 from edge_daemon.pipeline import Classifier
 from edge_daemon.sources.files import decode_image
 from tests.helpers import IMAGES, first_name, run_cli, shared_file

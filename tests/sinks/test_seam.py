@@ -9,12 +9,12 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from edge_daemon import sinks as sink_registry
+from edge_daemon import outputs as sink_registry
 from edge_daemon.config import Config
 from edge_daemon.daemon import Daemon
 from edge_daemon.errors import EdgeDaemonError
-from edge_daemon.sinks import SINKS, SinkContext, SinkKind
-from edge_daemon.sinks.base import QueueWorker
+from edge_daemon.outputs import SINKS, SinkKind
+from edge_daemon.sinks.base import QueueWorker, SinkContext
 from edge_daemon.sinks.memory import MemorySink
 from edge_daemon.sinks.prediction_log import PredictionLogSink
 from edge_daemon.sinks.status_file import StatusFileSink

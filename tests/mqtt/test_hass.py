@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from edge_daemon.sinks.hass import Entity, Topics, discovery_messages, forget_subscription
+from edge_daemon.mqtt.hass import Entity, Topics, discovery_messages, forget_subscription
 
 
 def test_every_entity_shares_the_device_origin_and_availability() -> None:

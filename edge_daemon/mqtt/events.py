@@ -24,8 +24,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..events.history import as_json
 from ..sinks.base import Classified, EventNotice
-from .history import as_json
 
 Message = tuple[str, bytes, bool, int]
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import yaml
 
-from edge_daemon import runtimes
-from edge_daemon.autoselect import CACHE_FILE, cache_key
 from edge_daemon.config import Config, parse_config
-from edge_daemon.engine import check_against_cpu, check_frame
+from edge_daemon.engine import runtimes
+from edge_daemon.engine.autoselect import CACHE_FILE, cache_key
+from edge_daemon.engine.interpreter import check_against_cpu, check_frame
+from edge_daemon.engine.model import load_model
+from edge_daemon.engine.runtimes import load_runtime
 from edge_daemon.errors import RuntimeNotFoundError
-from edge_daemon.model import load_model
-from edge_daemon.runtimes import load_runtime
 from tests.helpers import LABELS, MODELS, RUNTIMES, runtime_available, shared_file
 
 # The small model: what is tested here does not depend on the network's size.

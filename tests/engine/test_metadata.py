@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_daemon.metadata import read_model_file
+from edge_daemon.engine.metadata import read_model_file
 from tests.helpers import LABELS, MODELS, shared_file
 
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Optional
 
+from ..config import MqttConfig
+from ..errors import EdgeDaemonError
 from . import broker
-from .config import MqttConfig
-from .errors import EdgeDaemonError
-from .sinks.hass import Topics, builtin_entities, config_topic, forget_subscription
+from .hass import Topics, builtin_entities, config_topic, forget_subscription
 
 # After the subscription is acknowledged, the broker sends what it retains at
 # once; the view is complete when nothing new came for this long.

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_daemon.events.mqtt import (
+from edge_daemon.events.rules import FIELDS
+from edge_daemon.mqtt.events import (
     BestFrames,
     EventMessages,
     discovery_messages,
@@ -15,7 +16,6 @@ from edge_daemon.events.mqtt import (
     event_messages,
     rule_states,
 )
-from edge_daemon.events.rules import FIELDS
 from edge_daemon.sinks.base import Classified, EventNotice
 
 

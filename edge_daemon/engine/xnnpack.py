@@ -20,7 +20,7 @@ import ctypes
 import os
 from typing import Any, Optional
 
-from .errors import DelegateError
+from ..errors import DelegateError
 
 # From xnnpack_delegate.h: enable signed / unsigned 8-bit quantized inference.
 FLAG_QS8 = 0x1

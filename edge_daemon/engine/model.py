@@ -11,9 +11,12 @@ from typing import Optional
 
 import numpy as np
 
+from ..config import Config
+from ..errors import ModelError
+from ..labels import LabelMap, align_labels, parse_labels
+from ..preprocess import InputSpec, pixel_lut
 from .autoselect import choose_delegates
-from .config import Config
-from .engine import (
+from .interpreter import (
     DelegateSettings,
     TFLiteEngine,
     cpu_count,
@@ -21,10 +24,7 @@ from .engine import (
     open_engine,
     read_model_bytes,
 )
-from .errors import ModelError
-from .labels import LabelMap, align_labels, parse_labels
 from .metadata import ModelFileInfo, read_model_file
-from .preprocess import InputSpec, pixel_lut
 from .runtimes import Runtime, load_runtime
 
 log = logging.getLogger(__name__)

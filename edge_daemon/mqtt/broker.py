@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import MqttConfig
-from .errors import ConfigError, EdgeDaemonError
+from ..config import MqttConfig
+from ..errors import ConfigError, EdgeDaemonError
 
 MQTT_EXTRA = "pip install 'edge-daemon[mqtt]'"
 
@@ -243,7 +243,7 @@ def apply_broker_url(
         b = parse_broker_url(url)
         tls = cfg.tls
         if b.tls and tls is None:
-            from .config import MqttTlsConfig
+            from ..config import MqttTlsConfig
 
             tls = MqttTlsConfig()
         elif not b.tls:

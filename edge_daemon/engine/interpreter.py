@@ -17,7 +17,7 @@ from typing import Any, Optional, Protocol
 
 import numpy as np
 
-from .errors import DelegateError, ModelError, first_line
+from ..errors import DelegateError, ModelError, first_line
 from .metadata import verify_model
 from .runtimes import Runtime
 from .xnnpack import create_quantized_xnnpack
@@ -221,7 +221,7 @@ def check_against_cpu(engine: TFLiteEngine, reference: TFLiteEngine, frame: np.n
     delegate's top-1 is within 2% of the CPU's best (quantized kernels may
     round differently and swap two classes that score alike).
     """
-    from .postprocess import dequantize
+    from ..postprocess import dequantize
 
     got = dequantize(engine.infer(frame), engine.output.scale, engine.output.zero_point)
     want = dequantize(reference.infer(frame), reference.output.scale, reference.output.zero_point)

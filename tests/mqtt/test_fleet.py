@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from edge_daemon.config import MqttConfig
-from edge_daemon.fleet import Fleet, Pi, row, table
-from edge_daemon.sinks.mqtt import MqttSink
+from edge_daemon.mqtt.fleet import Fleet, Pi, row, table
+from edge_daemon.mqtt.sink import MqttSink
 from tests.broker import Mosquitto, Subscriber
 from tests.helpers import run_cli
 

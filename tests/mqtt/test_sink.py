@@ -12,9 +12,9 @@ import pytest
 
 from edge_daemon.config import MqttConfig, MqttTlsConfig, parse_config
 from edge_daemon.errors import ConfigError
+from edge_daemon.mqtt.sink import MqttSink, state_due
 from edge_daemon.postprocess import Prediction
 from edge_daemon.sinks.base import Classified, ModelInfo, SinkContext
-from edge_daemon.sinks.mqtt import MqttSink, state_due
 from tests.broker import Mosquitto, Subscriber
 
 jinja2 = pytest.importorskip("jinja2")

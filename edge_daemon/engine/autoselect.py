@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import Config
-from .engine import (
+from ..config import Config
+from ..errors import DelegateError
+from .interpreter import (
     DelegateSettings,
     TFLiteEngine,
     build_engine,
@@ -28,7 +29,6 @@ from .engine import (
     check_frame,
     open_engine,
 )
-from .errors import DelegateError
 from .runtimes import Runtime
 
 log = logging.getLogger(__name__)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import yaml
 
-from edge_daemon import model as model_module
 from edge_daemon.config import Config, parse_config
+from edge_daemon.engine import model as model_module
+from edge_daemon.engine.metadata import ModelFileInfo
+from edge_daemon.engine.model import LoadedModel, load_model
 from edge_daemon.errors import ModelError
-from edge_daemon.metadata import ModelFileInfo
-from edge_daemon.model import LoadedModel, load_model
 from edge_daemon.pipeline import Classifier
 from edge_daemon.sources.files import decode_image
 from tests.helpers import IMAGES, LABELS, MODELS, first_name, shared_file

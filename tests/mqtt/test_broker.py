@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_daemon.broker import (
+from edge_daemon.config import MqttConfig
+from edge_daemon.errors import ConfigError, EdgeDaemonError
+from edge_daemon.mqtt.broker import (
     apply_broker_url,
     check_resolvable,
     connect_error,
@@ -17,8 +19,6 @@ from edge_daemon.broker import (
     refused_error,
     topic_safe,
 )
-from edge_daemon.config import MqttConfig
-from edge_daemon.errors import ConfigError, EdgeDaemonError
 
 CFG = MqttConfig(host="broker.lan", port=1883, username="porch")
 
@@ -77,7 +77,7 @@ def test_broker_urls() -> None:
 def test_without_paho_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from edge_daemon.broker import import_paho
+    from edge_daemon.mqtt.broker import import_paho
 
     monkeypatch.setitem(sys.modules, "paho", None)  # as if paho-mqtt were not installed
     monkeypatch.setitem(sys.modules, "paho.mqtt", None)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from .errors import DelegateError, RuntimeNotFoundError, first_line
+from ..errors import DelegateError, RuntimeNotFoundError, first_line
 
 # name used in config/status -> (module to import, distribution for its version)
 RUNTIMES: dict[str, tuple[str, str]] = {

@@ -14,7 +14,7 @@ Topics, with ``base`` = <topic_prefix>/<device>:
 - With event rules: ``base/events`` (each event's start, better frame and end,
   QoS 1, not retained), ``base/rules/RULE`` (ON/OFF, retained) and
   ``base/snapshot`` (the latest ended event's best frame, JPEG, retained); see
-  ``edge_daemon.events.mqtt``.
+  ``edge_daemon.mqtt.events``.
 
 The inference thread only drops the latest frame and status into slots; one
 thread of this sink decides what to send and hands it to paho, whose own
@@ -35,12 +35,12 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .. import broker
 from ..config import Config, MqttConfig
 from ..errors import EdgeDaemonError
-from .base import Classified, EventNotice, ModelInfo, Sink, SinkContext, SinkHealth
+from ..sinks.base import Classified, EventNotice, ModelInfo, Sink, SinkContext, SinkHealth
+from ..sinks.prediction_log import iso_utc
+from . import broker
 from .hass import Entity, Topics, device_block, discovery_messages
-from .prediction_log import iso_utc
 
 # How long close() waits for the last status and "offline" to reach the broker.
 _CLOSE_TIMEOUT = 3.0
@@ -149,7 +149,7 @@ class MqttSink(Sink):
             maxlen=cfg.max_queued
         )
         if self.rules:
-            from ..events.mqtt import BestFrames, EventMessages
+            from .events import BestFrames, EventMessages
 
             self._best_frames = BestFrames()
             self._event_messages = EventMessages(self.topics.base)
@@ -337,7 +337,7 @@ class MqttSink(Sink):
             if cfg.discovery:
                 jobs.append(self._send_discovery)
             if self.rules:
-                from ..events.mqtt import rule_states
+                from .events import rule_states
 
                 states = rule_states(self.topics.base, self.rules, set(self._open_rules))
                 jobs.append(lambda: self._send_all(states))
@@ -413,8 +413,8 @@ class MqttSink(Sink):
             self.publish(topic, payload, retain=retain, qos=qos)
 
     def _send_snapshot(self, image: np.ndarray) -> None:
-        from ..events.mqtt import snapshot_message
         from ..events.snapshots import encode_jpeg
+        from .events import snapshot_message
 
         jpeg = encode_jpeg(image, self.jpeg_quality)
         self._send_all([snapshot_message(self.topics.base, jpeg)])
@@ -430,7 +430,7 @@ class MqttSink(Sink):
         for topic, payload in messages:
             self.publish(topic, payload, retain=True)
         if self.rules:
-            from ..events.mqtt import discovery_messages as event_discovery
+            from .events import discovery_messages as event_discovery
 
             self._send_all(
                 event_discovery(
