@@ -85,11 +85,24 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class RegionConfig:
+    """A part of the frame (preprocess.region), as fractions of its width and height."""
+
+    x: float = _key(0.0, "left edge, as a fraction of the frame's width", lo=0.0, hi=1.0)
+    y: float = _key(0.0, "top edge, as a fraction of the frame's height", lo=0.0, hi=1.0)
+    width: float = _key(1.0, "width, as a fraction of the frame's width", lo=0.0, hi=1.0)
+    height: float = _key(1.0, "height, as a fraction of the frame's height", lo=0.0, hi=1.0)
+
+
+@dataclass(frozen=True)
 class PreprocessConfig:
     """How a frame becomes the model's input."""
 
     resize: Literal["stretch", "crop"] = _key(
         "stretch", "stretch the whole frame, or crop the centre to the model's aspect first"
+    )
+    region: Optional[RegionConfig] = _key(  # noqa: RUF009
+        None, "what the model sees: {x, y, width, height} as fractions; null = the whole frame"
     )
 
 
@@ -291,6 +304,30 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class GateConfig:
+    """The change gate: no inference while nothing in the region changes."""
+
+    mode: Literal["off", "motion"] = _key(
+        "off", "off = classify every frame; motion = only while something changes"
+    )
+    keepalive: float = _key(
+        60.0, "classify at least this often anyway (s), for slow changes", lo=0.1, hi=86400.0
+    )
+    hold: float = _key(
+        2.0, "keep classifying this long after the last change (s)", lo=0.0, hi=3600.0
+    )
+
+
+@dataclass(frozen=True)
+class TeachConfig:
+    """Teaching the daemon your own classes: samples, training, the taught model."""
+
+    dir: Optional[str] = _key(
+        None, "samples, the taught model and its report; null = daemon.state_dir/teach", path=True
+    )
+
+
+@dataclass(frozen=True)
 class HttpConfig:
     """The web page, the HTTP API and Prometheus metrics (needs the web extra)."""
 
@@ -334,6 +371,8 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    teach: TeachConfig = field(default_factory=TeachConfig)
     # The file this came from (None: built-in defaults), not a YAML key.
     file: Optional[str] = field(default=None, metadata={"internal": True})
 
@@ -348,6 +387,8 @@ SECTIONS: dict[str, type] = {
     "mqtt": MqttConfig,
     "events": EventsConfig,
     "http": HttpConfig,
+    "gate": GateConfig,
+    "teach": TeachConfig,
 }
 
 
@@ -613,6 +654,27 @@ def _cross_checks(cfg: Config, nodes: dict[str, dict[str, yaml.Node]]) -> None:
             nodes.get("source", {}).get("retry_max"),
         )
     _http_checks(cfg.http, nodes.get("http", {}))
+    _check_region(cfg.preprocess.region, nodes.get("preprocess", {}))
+
+
+def _check_region(region: Optional[RegionConfig], nodes: dict[str, yaml.Node]) -> None:
+    """The region must have an area and lie inside the frame."""
+    if region is None:
+        return
+    node = nodes.get("region")
+    for side, start, size in (
+        ("width", region.x, region.width),
+        ("height", region.y, region.height),
+    ):
+        if size <= 0.0:
+            raise _Invalid(f"preprocess.region.{side}: must be more than 0 (got {size})", node)
+        if start + size > 1.0 + 1e-9:
+            edge = "x" if side == "width" else "y"
+            raise _Invalid(
+                f"preprocess.region: {edge} + {side} is {start + size:g}, past the frame's edge"
+                f" (1.0); make {side} at most {1.0 - start:g}",
+                node,
+            )
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -754,17 +816,8 @@ def parse_config(text: str, *, name: str = "<config>", base: Path | None = None)
             f"{name}{line}: unsupported YAML: {problem}; write plain keys and values"
         ) from None
     base = base if base is not None else Path.cwd()
-    return dataclasses.replace(
-        cfg,
-        model=_resolve_paths(cfg.model, base),
-        source=_resolve_paths(cfg.source, base),
-        outputs=_resolve_paths(cfg.outputs, base),
-        daemon=_resolve_paths(cfg.daemon, base),
-        mqtt=_resolve_paths(cfg.mqtt, base),
-        events=_resolve_paths(cfg.events, base),
-        http=_resolve_paths(cfg.http, base),
-        file=name if name != "<config>" else None,
-    )
+    resolved = {key: _resolve_paths(getattr(cfg, key), base) for key in SECTIONS}
+    return dataclasses.replace(cfg, **resolved, file=name if name != "<config>" else None)
 
 
 def _build(root: yaml.Node | None) -> tuple[Config, dict[str, dict[str, yaml.Node]]]:

@@ -232,7 +232,22 @@ def cross_check_error(data: dict[str, dict[str, Any]]) -> Optional[str]:
         return "mqtt.heartbeat"
     if src.get("retry_max", 30.0) < src.get("retry_initial", 0.5):
         return "source.retry_max"
-    return http_check_error(data.get("http", {}))
+    http = http_check_error(data.get("http", {}))
+    return http if http is not None else region_check_error(data.get("preprocess", {}))
+
+
+def region_check_error(pre: dict[str, Any]) -> Optional[str]:
+    """The region key refused across its keys: no area, or past the frame's edge."""
+    region = pre.get("region")
+    if not isinstance(region, dict):
+        return None
+    for side, edge in (("width", "x"), ("height", "y")):
+        size = region.get(side, 1.0)
+        if size <= 0.0:
+            return f"preprocess.region.{side}"
+        if region.get(edge, 0.0) + size > 1.0 + 1e-9:
+            return "preprocess.region"
+    return None
 
 
 def http_check_error(h: dict[str, Any]) -> Optional[str]:

@@ -14,6 +14,16 @@ class Frame:
 
     ``image`` is always an (H, W, 3) uint8 array in R, G, B order; a source
     that gets another byte order from its hardware converts before returning.
+    It is the whole frame: snapshots and the live view show it.
+
+    A source that gets more for free from its hardware may also fill:
+
+    * ``roi``: (h, w, 3) uint8 R, G, B of ``preprocess.region`` only, already
+      cropped (and possibly scaled) by the camera's ISP; the model's input is
+      then made from it instead of cropping ``image`` in software.
+    * ``luma``: a small (h, w) uint8 greyscale plane of the region (a lores
+      stream's Y plane), for the change gate; without it the gate samples
+      ``image`` (or ``roi``) itself.
     """
 
     image: np.ndarray
@@ -21,6 +31,8 @@ class Frame:
     seq: int  # 1, 2, 3 ... per source instance
     captured_at: float  # time.time() at capture
     capture_ms: float  # time spent producing this frame
+    roi: Optional[np.ndarray] = None
+    luma: Optional[np.ndarray] = None
 
 
 @runtime_checkable
