@@ -28,9 +28,10 @@ def _http(cfg: Config, ctx: SinkContext) -> Optional[Sink]:
 
 
 def _http_section(c: Config) -> Any:
+    from .teach import teach_dir  # where /api/teach keeps samples
     from .web.events import events_folder  # where /api/events reads from
 
-    return (c.http, events_folder(c))
+    return (c.http, events_folder(c), teach_dir(c))
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,8 @@ class State:
     request_reload: Callable[[], None] = lambda: None
     verdict: Callable[[dict[str, Any], float], tuple[int, str]] = lambda s, now: (0, "running")
     metrics: Optional[Callable[[], tuple[bytes, str]]] = None  # None: no prometheus_client
+    # /api/teach and below (edge_daemon.web.teach): (method, path, query, body) -> answer
+    teach: Optional[Callable[[str, str, dict[str, list[str]], bytes], Response]] = None
 
 
 class _Predictions:
@@ -135,7 +137,18 @@ class WebApp:
         code, word = self.state.verdict(status, time.time())
         return json_response(200 if code == 0 else 503, {"health": word})
 
-    def route(self, method: str, path: str, query: dict[str, list[str]]) -> Response | Stream:
+    def route(
+        self, method: str, path: str, query: dict[str, list[str]], body: bytes = b""
+    ) -> Response | Stream:
+        if path == "/api/teach" or path.startswith("/api/teach/"):
+            if self.state.teach is None:
+                return error(404, "teaching is not available in this build")
+            return self.state.teach(method, path, query, body)
+        if method == "DELETE":
+            allow = "POST" if path == "/api/reload" else "GET, HEAD"
+            return error(
+                405, "DELETE is only for /api/teach/samples/ID", headers=(("Allow", allow),)
+            )
         if method == "POST":
             if path != "/api/reload":
                 return error(

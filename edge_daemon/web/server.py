@@ -4,8 +4,9 @@ One thread per connection, at most ``max_clients`` of them (one more is
 answered 503 and closed at once). Every connection has a socket timeout
 (``idle_timeout``): a client that stops sending or stops reading is dropped.
 A request head is limited in size and must arrive within ``idle_timeout``;
-bodies are only read for POST /api/reload, and only a small one. Paths are
-matched against a fixed table: no part of a URL ever becomes a file name.
+bodies are only read for POST and DELETE, and only a small one (4 KiB: a
+JSON object naming a class and a count). Paths are matched against a fixed
+table: no part of a URL ever becomes a file name.
 
 The routes and what they serve live in ``Api`` (what the page and clients
 see); ``Handler`` is the HTTP plumbing around it.
@@ -37,6 +38,8 @@ MAX_HEAD = 16 * 1024  # request line and headers together
 MAX_BODY = 4096
 PING_EVERY = 15.0  # seconds between keep-alive comments on an idle event stream
 BOUNDARY = "frame"
+METHODS = ("GET", "HEAD", "POST", "DELETE")
+WRITES = ("POST", "DELETE")  # checked for origin and body size before any route sees them
 
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
@@ -89,8 +92,11 @@ class Api(Protocol):
     @property
     def auth(self) -> Auth: ...
 
-    def route(self, method: str, path: str, query: dict[str, list[str]]) -> Response | Stream:
-        """The answer to an authorised request (GET, HEAD or POST)."""
+    def route(
+        self, method: str, path: str, query: dict[str, list[str]], body: bytes = b""
+    ) -> Response | Stream:
+        """The answer to an authorised request (GET, HEAD, POST or DELETE; ``body``
+        is a POST's or DELETE's, at most ``MAX_BODY`` bytes)."""
         ...
 
     def healthz(self) -> Response: ...
@@ -173,7 +179,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         method = self.command
-        if method not in ("GET", "HEAD", "POST"):
+        if method not in METHODS:
             self._send(error(405, f"method {method[:20]} not allowed"), allow=True)
             return
         has_body = self.headers.get("Content-Length") not in (None, "0") or (
@@ -201,13 +207,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             else:
                 self._send(_unauthorised(api.auth))
             return
-        if method == "POST":
-            refused = self._post_checks(has_body)
+        body = b""
+        if method in WRITES:
+            refused, body = self._post_checks(has_body)
             if refused is not None:
                 self._send(refused)
                 return
         try:
-            answer = api.route(method, path, query)
+            answer = api.route(method, path, query, body)
         except Exception as exc:  # a bug must cost one request, not the server
             log.warning("http: %s %s failed: %s: %s", method, path[:100], type(exc).__name__, exc)
             answer = error(500, "internal error; see the daemon's log")
@@ -216,21 +223,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self._stream(answer)
 
-    def _post_checks(self, has_body: bool) -> Optional[Response]:
+    def _post_checks(self, has_body: bool) -> tuple[Optional[Response], bytes]:
+        """(a refusal, or None; the body) of a POST or DELETE."""
         origin = self.headers.get("Origin")
         host = self.headers.get("Host")
         if origin is not None and (host is None or urlsplit(origin).netloc != host):
-            return error(403, "cross-origin requests are refused")
+            return error(403, "cross-origin requests are refused"), b""
         length = self.headers.get("Content-Length")
         if "Transfer-Encoding" in self.headers:
-            return error(411, "send a Content-Length, not a chunked body")
+            return error(411, "send a Content-Length, not a chunked body"), b""
+        body = b""
         if length is not None:
             if not length.isdigit() or int(length) > MAX_BODY:
-                return error(413, f"the body must be at most {MAX_BODY} bytes")
-            self.rfile.read(int(length))
+                return error(413, f"the body must be at most {MAX_BODY} bytes"), b""
+            body = self.rfile.read(int(length))
+            if len(body) < int(length):
+                return error(400, "the body ended early"), b""
             if has_body:
                 self.close_connection = False  # read whole: the connection stays usable
-        return None
+        return None, body
 
     # -- sending -------------------------------------------------------------------
     def _headers(self, cache: str) -> None:
@@ -244,7 +255,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(response.body)))
         self._headers(response.cache)
         if allow:
-            self.send_header("Allow", "GET, HEAD, POST")
+            self.send_header("Allow", ", ".join(METHODS))
         for name, value in response.headers:
             self.send_header(name, value)
         if self.close_connection:

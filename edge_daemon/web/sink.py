@@ -24,6 +24,7 @@ from .events import EventsQuery, NoEvents, events_query
 from .live import LiveFrames
 from .metrics import DaemonCollector, Tally, make_registry, render
 from .server import Server, serve
+from .teach import TeachApi
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class HttpSink(Sink):
         ctx: Optional[SinkContext] = None,
         *,
         events: Optional[EventsQuery] = None,
+        teach_root: Optional[str] = None,
+        config_file: Optional[str] = None,
     ) -> None:
         assert cfg.listen is not None
 
@@ -93,6 +96,12 @@ class HttpSink(Sink):
         else:
             log.warning("http: %s; the page and the API work without it", NO_METRICS)
         self._registry: Any = None
+        self.teach: Optional[TeachApi] = None
+        if teach_root is not None:
+            self.teach = TeachApi(
+                self.state, teach_root, config_file=config_file, model=lambda: self.model_info
+            )
+            self.state.teach = self.teach
         self.app = WebApp(self.state)
         self.server: Optional[Server] = None
         self._error: Optional[str] = None
@@ -185,6 +194,8 @@ class HttpSink(Sink):
         with self._lock:
             self._closed.set()
             server, self.server = self.server, None
+        if self.teach is not None:
+            self.teach.close()
         if server is not None:
             try:
                 server.close()
@@ -195,9 +206,14 @@ class HttpSink(Sink):
 def make_http_sink(cfg: Any, ctx: SinkContext) -> Optional[HttpSink]:
     """The registry's factory: None when http.listen is null.
 
-    The event history comes from the events store's folder in ``cfg``.
+    The event history comes from the events store's folder in ``cfg``, the
+    samples and the taught model from teach.dir; training runs with ``cfg``'s file.
     """
+    from ..teach import teach_dir
+
     http: HttpConfig = cfg.http
     if http.listen is None:
         return None
-    return HttpSink(http, ctx, events=events_query(cfg))
+    return HttpSink(
+        http, ctx, events=events_query(cfg), teach_root=teach_dir(cfg), config_file=cfg.file
+    )

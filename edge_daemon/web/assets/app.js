@@ -105,6 +105,7 @@ async function pollEvents() {
       caption.textContent = `${firstName(e.label)}${score} · ${when}`;
       caption.title = `${e.rule}: ${e.label}, ${e.start} to ${e.end || "now"}`;
       li.appendChild(caption);
+      if (e.snapshot && window.teachEvent) window.teachEvent(li, e); // teach.js: "add to ..."
       return li;
     }));
   } catch (err) { /* the status poll reports an unreachable daemon */ }

@@ -1,0 +1,561 @@
+"""The teach API: samples from the live frame and event snapshots, training, Use.
+
+``GET /api/teach`` shows the classes and their samples, the training run and
+its last report, and whether the taught model is the one running. The writes
+(``POST /api/teach/samples``, ``DELETE /api/teach/samples/ID``,
+``POST /api/teach/train``, ``POST /api/teach/apply``) are refused while
+``http.auth`` is not set, as ``POST /api/reload`` is, wherever the server
+listens. Sample images are served through the sample store (an id names a
+sample it knows), never from a path in the URL.
+
+Training runs as a child process (``edge-daemon teach train --json``): off
+the request threads and the inference loop, its memory returned when it
+ends, and a power cut or SIGKILL in the middle costs the run, not the
+daemon. The child writes the model atomically; "Use" asks the running daemon
+to reload (SIGHUP's effect), which keeps the last good model when the new one
+fails to load.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+from urllib.parse import unquote
+
+import numpy as np
+
+from ..errors import EdgeDaemonError
+from ..sinks.base import Classified, ModelInfo
+from ..sinks.prediction_log import iso_utc
+from .app import State, read_inside
+from .server import METHODS, WRITES, Response, error, json_response
+
+log = logging.getLogger(__name__)
+
+ROOT = "/api/teach"
+SAMPLES = "/api/teach/samples"
+_ID = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+SAMPLE = re.compile(rf"/api/teach/samples/({_ID})")
+SAMPLE_IMAGE = re.compile(rf"/api/teach/samples/({_ID})\.jpg")
+SAMPLE_THUMBNAIL = re.compile(rf"/api/teach/samples/({_ID})/thumbnail\.jpg")
+CLASS = re.compile(r"/api/teach/classes/([^/]{1,600})")
+MAX_FRAMES = 60  # "the next N frames": at most a minute of them
+FRAME_GAP = 1.0  # seconds between two of those frames
+FRAME_WAIT = 10.0  # give up when no new frame comes for this long
+THUMBNAIL = 160  # pixels, the longer side
+THUMBNAILS_KEPT = 512  # in memory, ~5 KB each
+SHOWN_PER_CLASS = 48  # sample ids listed per class by GET /api/teach (newest)
+PROGRESS_LINES = 20
+BODY_KEYS = {"class", "frames", "event"}
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def thumbnail(jpeg: bytes) -> bytes:
+    """A small JPEG of a sample (decoded at a reduced scale: cheap on a Pi)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpeg)) as picture:
+        picture.draft("RGB", (THUMBNAIL, THUMBNAIL))
+        small = picture.convert("RGB")
+        small.thumbnail((THUMBNAIL, THUMBNAIL))
+        out = io.BytesIO()
+        small.save(out, format="JPEG", quality=75)
+        return out.getvalue()
+
+
+def decode_rgb(jpeg: bytes, name: str) -> np.ndarray:
+    """An event snapshot as an (H, W, 3) uint8 RGB frame; TeachError naming it if unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    from ..errors import TeachError
+
+    try:
+        with Image.open(io.BytesIO(jpeg)) as picture:
+            return np.asarray(picture.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise TeachError(f"{name} is not a readable image ({exc}); choose another") from None
+
+
+class Training:
+    """One ``edge-daemon teach train --json`` child at a time: its progress and outcome."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.command = command
+        self.state = "idle"  # idle | running | done | failed
+        self.started: Optional[float] = None
+        self.finished: Optional[float] = None
+        self.progress: collections.deque[str] = collections.deque(maxlen=PROGRESS_LINES)
+        self.error: Optional[str] = None
+        self.result: Optional[dict[str, Any]] = None
+        self._proc: Optional[subprocess.Popen[bytes]] = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def start(self, on_done: Callable[[], None] = lambda: None) -> bool:
+        """Start a run; False when one runs already."""
+        with self._lock:
+            if self.running or self._closed:
+                return False
+            self.state, self.error, self.result = "running", None, None
+            self.started, self.finished = time.time(), None
+            self.progress.clear()
+            try:
+                self._proc = subprocess.Popen(
+                    self.command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,  # a Ctrl-C in the daemon's terminal is the daemon's
+                )
+            except OSError as exc:
+                self._end("failed", f"cannot start {self.command[0]}: {exc.strerror or exc}")
+                return True
+            proc = self._proc
+        threading.Thread(
+            target=self._watch, args=(proc, on_done), name="teach-train", daemon=True
+        ).start()
+        return True
+
+    def _watch(self, proc: subprocess.Popen[bytes], on_done: Callable[[], None]) -> None:
+        assert proc.stdout is not None and proc.stderr is not None
+        err = proc.stderr
+
+        def read_progress() -> None:
+            for raw in err:
+                line = raw.decode("utf-8", "replace").strip()
+                if line:
+                    self.progress.append(line[:300])
+
+        reader = threading.Thread(target=read_progress, name="teach-train-log", daemon=True)
+        reader.start()
+        out = proc.stdout.read()
+        code = proc.wait()
+        reader.join(5)
+        with self._lock:
+            if code == 0:
+                try:
+                    found = json.loads(out)
+                except ValueError:
+                    found = None
+                self.result = found if isinstance(found, dict) else None
+                self._end("done", None)
+            else:
+                self._end("failed", self._why(code))
+        on_done()
+
+    def _why(self, code: int) -> str:
+        if code < 0:
+            return f"training was stopped (signal {-code}); the model in use is unchanged"
+        for line in reversed(self.progress):
+            if not line.startswith(("Traceback", "  ")):
+                return line
+        return f"edge-daemon teach train exited with code {code}; see the daemon's log"
+
+    def _end(self, state: str, message: Optional[str]) -> None:
+        self.state, self.error, self.finished = state, message, time.time()
+        self._proc = None
+        if message:
+            log.warning("teach: training failed: %s", message)
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "started": iso_utc(self.started) if self.started else None,
+            "finished": iso_utc(self.finished) if self.finished else None,
+            "progress": self.progress[-1] if self.progress else None,
+            "error": self.error,
+        }
+
+    def close(self) -> None:
+        """Stop a run in progress (its output is written atomically: nothing half-done stays)."""
+        with self._lock:
+            self._closed = True
+            proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class Capture:
+    """ "The next N frames a second apart": taken from the live slot by a thread."""
+
+    def __init__(self, cls: str, count: int) -> None:
+        self.cls = cls
+        self.count = count
+        self.done = 0
+        self.error: Optional[str] = None
+        self.finished = False
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "class": self.cls,
+            "done": self.done,
+            "of": self.count,
+            "finished": self.finished,
+            "error": self.error,
+        }
+
+
+class TeachApi:
+    """The routes under /api/teach, over the http sink's ``State``."""
+
+    def __init__(
+        self,
+        state: State,
+        root: str,
+        *,
+        config_file: Optional[str],
+        model: Callable[[], Optional[ModelInfo]],
+        python: str = sys.executable,
+    ) -> None:
+        self.state = state
+        self.root = root
+        self.model = model
+        command = [python, "-m", "edge_daemon", "teach", "train", "--json"]
+        if config_file:
+            command += ["--config", config_file]
+        self.training = Training(command)
+        self.capture: Optional[Capture] = None
+        self._store: Any = None
+        self._lock = threading.RLock()  # one writer at a time in the sample store
+        self._closing = threading.Event()
+        self._thumbs: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._model_sha: tuple[Any, str] = (None, "")
+        self._routes = self._table()
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from ..teach.samples import SampleStore
+
+            self._store = SampleStore(self.root)
+        return self._store
+
+    # -- dispatch --------------------------------------------------------------------
+    def __call__(
+        self, method: str, path: str, query: dict[str, list[str]], body: bytes
+    ) -> Response:
+        try:
+            return self._route(method, path, body)
+        except EdgeDaemonError as exc:
+            return error(400, str(exc))
+
+    def _table(self) -> list[tuple[re.Pattern[str], dict[str, Callable[..., Response]]]]:
+        """Each path pattern with its methods (HEAD goes where GET goes)."""
+        return [
+            (re.compile(re.escape(ROOT)), {"GET": lambda body: self._overview()}),
+            (re.compile(re.escape(SAMPLES)), {"POST": self._add}),
+            (SAMPLE_IMAGE, {"GET": lambda body, i: self._image(i, thumb=False)}),
+            (SAMPLE_THUMBNAIL, {"GET": lambda body, i: self._image(i, thumb=True)}),
+            (SAMPLE, {"DELETE": lambda body, i: self._remove_sample(i)}),
+            (CLASS, {"DELETE": lambda body, name: self._remove_class(unquote(name))}),
+            (re.compile(re.escape(ROOT + "/train")), {"POST": lambda body: self._train()}),
+            (re.compile(re.escape(ROOT + "/apply")), {"POST": lambda body: self._apply()}),
+        ]
+
+    def _route(self, method: str, path: str, body: bytes) -> Response:
+        for pattern, methods in self._routes:
+            match = pattern.fullmatch(path)
+            if match is None:
+                continue
+            handler = methods.get("GET" if method == "HEAD" else method)
+            if handler is None:
+                allowed = [*methods, "HEAD"] if "GET" in methods else list(methods)
+                allow = ", ".join(m for m in METHODS if m in allowed)
+                return error(
+                    405,
+                    f"{method[:20]} is not allowed on {path[:100]}",
+                    headers=(("Allow", allow),),
+                )
+            if method in WRITES:
+                refused = self._refuse_writes(method, path)
+                if refused is not None:
+                    return refused
+            return handler(body, *match.groups())
+        return error(404, "not found")
+
+    def _refuse_writes(self, method: str, path: str) -> Optional[Response]:
+        if not self.state.auth.required:
+            return error(
+                403,
+                f"{method} {path[:60]} needs http.auth (token or basic) in the config, as"
+                " POST /api/reload does; until then use edge-daemon teach on the Pi",
+            )
+        return None
+
+    # -- reads ------------------------------------------------------------------------
+    def _overview(self) -> Response:
+        from ..teach.train import read_report
+
+        with self._lock:
+            classes = self.store.classes()
+        shown = []
+        for name in sorted(classes):
+            samples = sorted(classes[name], key=lambda s: s.added, reverse=True)
+            shown.append(
+                {
+                    "name": name,
+                    "count": len(samples),
+                    "last_added": iso_utc(samples[0].added) if samples else None,
+                    "samples": [_sample_json(s) for s in samples[:SHOWN_PER_CLASS]],
+                }
+            )
+        capture = self.capture
+        latest = self.state.frames.latest
+        return json_response(
+            200,
+            {
+                "classes": shown,
+                "can_write": self.state.auth.required,
+                "frame": latest.number if latest is not None else None,
+                "capture": capture.view() if capture is not None else None,
+                "training": self.training.view(),
+                "report": read_report(self.root),
+                "model": self._model_view(),
+                "limits": {"frames": MAX_FRAMES},
+            },
+        )
+
+    def _model_view(self) -> dict[str, Any]:
+        """The taught model: whether it exists and whether the daemon runs it now."""
+        path = os.path.join(self.root, "model.tflite")
+        info = self.model()
+        try:
+            st = os.stat(path)
+        except OSError:
+            return {"path": path, "exists": False, "in_use": False, "sha256": None}
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if self._model_sha[0] != key:
+            try:
+                self._model_sha = (key, _sha256(path))
+            except OSError:
+                self._model_sha = (None, "")
+        sha = self._model_sha[1]
+        return {
+            "path": path,
+            "exists": True,
+            "sha256": sha or None,
+            "in_use": bool(info is not None and sha and info.sha256 == sha),
+            "running": info.name if info is not None else None,
+        }
+
+    def _image(self, sample_id: str, *, thumb: bool) -> Response:
+        from ..errors import TeachError
+
+        try:
+            with self._lock:
+                sample = self.store.get(sample_id)
+        except TeachError:
+            return error(404, f"no sample {sample_id}")
+        data = read_inside(Path(sample.path), Path(self.root))
+        if data is None:
+            return error(404, f"no sample {sample_id}")
+        if thumb:
+            small = self._thumbs.get(sample_id)
+            if small is None:
+                try:
+                    small = thumbnail(data)
+                except (OSError, ValueError):
+                    return error(404, f"sample {sample_id} is not a readable image")
+                self._thumbs[sample_id] = small
+                while len(self._thumbs) > THUMBNAILS_KEPT:
+                    self._thumbs.popitem(last=False)
+            data = small
+        return Response(200, data, "image/jpeg", cache="private, max-age=3600")
+
+    # -- writes -----------------------------------------------------------------------
+    def _add(self, body: bytes) -> Response:
+        from ..teach.samples import check_class_name
+
+        request = _json_object(body)
+        if isinstance(request, Response):
+            return request
+        unknown = sorted(set(request) - BODY_KEYS)
+        if unknown:
+            return error(
+                400, f"unknown key {unknown[0]!r}; send class and frames, or class and event"
+            )
+        cls = request.get("class")
+        if not isinstance(cls, str):
+            return error(400, 'send {"class": NAME} with the class to add to, e.g. "open"')
+        check_class_name(cls)
+        if "event" in request:
+            if "frames" in request:
+                return error(400, "send frames or event, not both")
+            event = request["event"]
+            if isinstance(event, bool) or not isinstance(event, int) or event < 0:
+                return error(400, "event must be an event id (a whole number)")
+            return self._add_event(cls, event)
+        frames = request.get("frames", 1)
+        if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_FRAMES:
+            return error(400, f"frames must be a whole number from 1 to {MAX_FRAMES}")
+        item = self.state.frames.latest
+        if item is None:
+            return error(409, "no frame classified yet; wait for the camera's first frame")
+        if frames == 1:
+            sample = self._add_frame(cls, item)
+            return json_response(201, {"added": [_sample_json(sample)]})
+        with self._lock:
+            if self.capture is not None and not self.capture.finished:
+                busy = self.capture
+                return error(
+                    409,
+                    f"still adding frames to {busy.cls!r} ({busy.done} of {busy.count});"
+                    " wait for it to finish",
+                )
+            self.capture = Capture(cls, frames)
+            capture = self.capture
+        threading.Thread(
+            target=self._take_frames, args=(capture,), name="teach-frames", daemon=True
+        ).start()
+        return json_response(202, {"adding": capture.view()})
+
+    def _add_frame(self, cls: str, item: Classified) -> Any:
+        info = self.model()
+        embedding = getattr(item, "embedding", None)
+        with self._lock:
+            return self.store.add_image(
+                cls,
+                item.image,
+                source="live",
+                embedding=embedding,
+                model_sha256=info.sha256 if info is not None and embedding is not None else "",
+            )
+
+    def _next_frame(self, after: int, not_before: float) -> Optional[Classified]:
+        """The newest frame other than number ``after`` once ``not_before`` (monotonic)
+        has passed; None when none comes within FRAME_WAIT or the server stops."""
+        deadline = max(time.monotonic(), not_before) + FRAME_WAIT
+        while not self._closing.wait(0.05):
+            item = self.state.frames.latest
+            now = time.monotonic()
+            if item is not None and item.number != after and now >= not_before:
+                return item
+            if now > deadline:
+                return None
+        return None
+
+    def _take_frames(self, capture: Capture) -> None:
+        number, taken = -1, -FRAME_GAP
+        try:
+            while capture.done < capture.count:
+                item = self._next_frame(number, taken + FRAME_GAP)
+                if item is None:
+                    if not self._closing.is_set():
+                        capture.error = (
+                            f"no new frame for {FRAME_WAIT:.0f} s; added {capture.done}"
+                            f" of {capture.count}"
+                        )
+                    return
+                taken = time.monotonic()
+                self._add_frame(capture.cls, item)
+                number = item.number
+                capture.done += 1
+        except EdgeDaemonError as exc:
+            capture.error = str(exc)
+        except Exception as exc:  # a bug must end this capture, not the server
+            log.warning("teach: adding frames failed: %s: %s", type(exc).__name__, exc)
+            capture.error = "adding frames failed; see the daemon's log"
+        finally:
+            capture.finished = True
+
+    def _add_event(self, cls: str, event_id: int) -> Response:
+        events = self.state.events
+        path, folder = events.snapshot(event_id), events.folder()
+        if path is None or folder is None:
+            return error(404, f"no snapshot for event {event_id}")
+        data = read_inside(path, folder)
+        if data is None:
+            return error(404, f"no snapshot for event {event_id}")
+        image = decode_rgb(data, f"the snapshot of event {event_id}")
+        with self._lock:
+            sample = self.store.add_image(cls, image, source="event")
+        return json_response(201, {"added": [_sample_json(sample)]})
+
+    def _remove_sample(self, sample_id: str) -> Response:
+        from ..errors import TeachError
+
+        with self._lock:
+            try:
+                sample = self.store.get(sample_id)
+            except TeachError:
+                return error(404, f"no sample {sample_id}")
+            removed = self.store.remove(sample.cls, [sample_id])
+        self._thumbs.pop(sample_id, None)
+        return json_response(200, {"removed": removed})
+
+    def _remove_class(self, name: str) -> Response:
+        from ..teach.samples import check_class_name
+
+        check_class_name(name)
+        with self._lock:
+            if name not in self.store.classes():
+                return error(404, f"no class {name!r}")
+            removed = self.store.remove(name)
+        return json_response(200, {"removed": removed})
+
+    def _train(self) -> Response:
+        if not self.training.start():
+            return error(409, "training runs already; wait for it to finish")
+        return json_response(202, {"training": self.training.view()})
+
+    def _apply(self) -> Response:
+        if self.training.running:
+            return error(409, "training runs; use the model once it is done")
+        model = self._model_view()
+        if not model["exists"]:
+            return error(409, "nothing taught yet: add samples and train first")
+        self.state.request_reload()
+        return json_response(202, {"apply": "requested", "model": model["path"]})
+
+    def close(self) -> None:
+        self._closing.set()
+        self.training.close()
+
+
+def _sample_json(sample: Any) -> dict[str, Any]:
+    return {
+        "id": sample.id,
+        "class": sample.cls,
+        "added": iso_utc(sample.added),
+        "source": sample.source,
+        "image": f"{SAMPLES}/{sample.id}.jpg",
+        "thumbnail": f"{SAMPLES}/{sample.id}/thumbnail.jpg",
+    }
+
+
+def _json_object(body: bytes) -> dict[str, Any] | Response:
+    if not body:
+        return error(400, 'send a JSON body, e.g. {"class": "open"}')
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return error(400, 'the body is not JSON; send e.g. {"class": "open", "frames": 5}')
+    if not isinstance(data, dict):
+        return error(400, 'the body must be a JSON object, e.g. {"class": "open"}')
+    return data
