@@ -1,5 +1,5 @@
 """The ``edge-daemon`` command: run, classify, check, status, tail, models fetch, bench,
-events, config schema.
+events, teach, config schema.
 
 Every failure is one line on stderr and a non-zero exit; ``--debug`` shows
 the traceback as well. Errors are logged once, here at the top.
@@ -526,6 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .events.cli import add_parser as add_events_parser
 
     add_events_parser(sub, [common, cfg])
+    from .daemon import signal_reload
+    from .teach.cli import add_parser as add_teach_parser
+
+    add_teach_parser(sub, [common, cfg], signal_reload)
     return p
 
 

@@ -22,7 +22,7 @@ from typing import Any, Optional
 from . import notify
 from .capture import CaptureThread
 from .config import Config, load_config
-from .engine.model import LoadedModel, load_model
+from .engine.model import LoadedModel
 from .engine.runtimes import load_runtime
 from .errors import EdgeDaemonError
 from .events.engine import rules_for, tracker_for
@@ -34,6 +34,7 @@ from .sinks.base import Classified, EventNotice, ModelInfo, Sink, SinkContext
 from .sinks.prediction_log import iso_utc
 from .sources import make_source
 from .sources.base import Frame
+from .teach.active import load_running_model
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,11 @@ def _capture(cfg: Config, model: LoadedModel) -> CaptureThread:
         retry_max=cfg.source.retry_max,
         opened=not live,
     )
+
+
+def signal_reload(pid: int) -> None:
+    """Ask the daemon running as ``pid`` to reload (SIGHUP, as ``systemctl reload`` does)."""
+    os.kill(pid, signal.SIGHUP)
 
 
 class _Latency:
@@ -261,7 +267,8 @@ class Daemon:
 
     def _start(self) -> None:
         runtime = load_runtime(self.cfg.engine.runtime)
-        model = load_model(self.cfg, runtime)
+        # The taught model when teach.use and one is trained; a broken one falls back.
+        model, _ = load_running_model(self.cfg, runtime, fallback=True)
         try:
             rules = rules_for(self.cfg, model.labels)  # unknown labels: ConfigError
         except EdgeDaemonError:
@@ -495,7 +502,7 @@ class Daemon:
         try:
             cfg = load_config(self.config_path) if self.config_path else self.cfg
             runtime = load_runtime(cfg.engine.runtime)
-            model = load_model(cfg, runtime)
+            model, _ = load_running_model(cfg, runtime, fallback=False)
             size_changed = (model.input.width, model.input.height) != (
                 old_model.input.width,
                 old_model.input.height,
