@@ -31,7 +31,7 @@ def _http_section(c: Config) -> Any:
     from .teach import teach_dir  # where /api/teach keeps samples
     from .web.events import events_folder  # where /api/events reads from
 
-    return (c.http, events_folder(c), teach_dir(c))
+    return (c.http, events_folder(c), teach_dir(c), c.teach.use)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ class HttpSink(Sink):
         events: Optional[EventsQuery] = None,
         teach_root: Optional[str] = None,
         config_file: Optional[str] = None,
+        runs_taught: bool = True,
     ) -> None:
         assert cfg.listen is not None
 
@@ -99,7 +100,11 @@ class HttpSink(Sink):
         self.teach: Optional[TeachApi] = None
         if teach_root is not None:
             self.teach = TeachApi(
-                self.state, teach_root, config_file=config_file, model=lambda: self.model_info
+                self.state,
+                teach_root,
+                config_file=config_file,
+                model=lambda: self.model_info,
+                runs_taught=runs_taught,
             )
             self.state.teach = self.teach
         self.app = WebApp(self.state)
@@ -210,10 +215,16 @@ def make_http_sink(cfg: Any, ctx: SinkContext) -> Optional[HttpSink]:
     samples and the taught model from teach.dir; training runs with ``cfg``'s file.
     """
     from ..teach import teach_dir
+    from ..teach.active import names_taught
 
     http: HttpConfig = cfg.http
     if http.listen is None:
         return None
     return HttpSink(
-        http, ctx, events=events_query(cfg), teach_root=teach_dir(cfg), config_file=cfg.file
+        http,
+        ctx,
+        events=events_query(cfg),
+        teach_root=teach_dir(cfg),
+        config_file=cfg.file,
+        runs_taught=cfg.teach.use or names_taught(cfg),
     )

@@ -35,9 +35,11 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from ..errors import EdgeDaemonError
+from ..errors import EdgeDaemonError, TeachError
 from ..sinks.base import Classified, ModelInfo
 from ..sinks.prediction_log import iso_utc
+from ..teach.samples import SampleStore, check_class_name, check_frame
+from ..teach.train import read_report
 from .app import State, read_inside
 from .server import METHODS, WRITES, Response, error, json_response
 
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 
 ROOT = "/api/teach"
 SAMPLES = "/api/teach/samples"
-_ID = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+_ID = r"[0-9]{8}T[0-9]{6}-[0-9a-f]{6}"  # as the sample store names them
 SAMPLE = re.compile(rf"/api/teach/samples/({_ID})")
 SAMPLE_IMAGE = re.compile(rf"/api/teach/samples/({_ID})\.jpg")
 SAMPLE_THUMBNAIL = re.compile(rf"/api/teach/samples/({_ID})/thumbnail\.jpg")
@@ -57,6 +59,7 @@ THUMBNAIL = 160  # pixels, the longer side
 THUMBNAILS_KEPT = 512  # in memory, ~5 KB each
 SHOWN_PER_CLASS = 48  # sample ids listed per class by GET /api/teach (newest)
 PROGRESS_LINES = 20
+ERROR_PREFIX = "edge-daemon: "  # how the command starts its one-line error
 BODY_KEYS = {"class", "frames", "event"}
 
 
@@ -81,21 +84,28 @@ def thumbnail(jpeg: bytes) -> bytes:
         return out.getvalue()
 
 
-def decode_rgb(jpeg: bytes, name: str) -> np.ndarray:
-    """An event snapshot as an (H, W, 3) uint8 RGB frame; TeachError naming it if unreadable."""
+def decode_rgb(data: bytes, what: str) -> tuple[np.ndarray, bool]:
+    """An image as an (H, W, 3) uint8 RGB frame, and whether it is a plain (RGB or
+    grey) JPEG; TeachError naming ``what`` when it does not decode."""
     from PIL import Image, UnidentifiedImageError
 
-    from ..errors import TeachError
-
     try:
-        with Image.open(io.BytesIO(jpeg)) as picture:
-            return np.asarray(picture.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise TeachError(f"{name} is not a readable image ({exc}); choose another") from None
+        with Image.open(io.BytesIO(data)) as picture:
+            picture.load()  # a truncated file fails here
+            plain = picture.format == "JPEG" and picture.mode in ("RGB", "L")
+            return np.asarray(picture.convert("RGB")), plain
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        text = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        raise TeachError(f"{what} is not a readable image ({text}); choose another") from None
 
 
 class Training:
-    """One ``edge-daemon teach train --json`` child at a time: its progress and outcome."""
+    """One ``edge-daemon teach train`` child at a time: its progress and outcome.
+
+    The child prints its progress on stderr, one line a step ("embedding
+    12/90"), and a one-line error when it fails; the report it writes
+    (report.json) is what the page shows afterwards.
+    """
 
     def __init__(self, command: list[str]) -> None:
         self.command = command
@@ -104,7 +114,7 @@ class Training:
         self.finished: Optional[float] = None
         self.progress: collections.deque[str] = collections.deque(maxlen=PROGRESS_LINES)
         self.error: Optional[str] = None
-        self.result: Optional[dict[str, Any]] = None
+        self.pid: Optional[int] = None
         self._proc: Optional[subprocess.Popen[bytes]] = None
         self._lock = threading.Lock()
         self._closed = False
@@ -113,71 +123,54 @@ class Training:
     def running(self) -> bool:
         return self.state == "running"
 
-    def start(self, on_done: Callable[[], None] = lambda: None) -> bool:
+    def start(self) -> bool:
         """Start a run; False when one runs already."""
         with self._lock:
             if self.running or self._closed:
                 return False
-            self.state, self.error, self.result = "running", None, None
+            self.state, self.error = "running", None
             self.started, self.finished = time.time(), None
             self.progress.clear()
             try:
-                self._proc = subprocess.Popen(
+                proc = subprocess.Popen(
                     self.command,
                     stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                     start_new_session=True,  # a Ctrl-C in the daemon's terminal is the daemon's
                 )
             except OSError as exc:
                 self._end("failed", f"cannot start {self.command[0]}: {exc.strerror or exc}")
                 return True
-            proc = self._proc
-        threading.Thread(
-            target=self._watch, args=(proc, on_done), name="teach-train", daemon=True
-        ).start()
+            self._proc, self.pid = proc, proc.pid
+        threading.Thread(target=self._watch, args=(proc,), name="teach-train", daemon=True).start()
         return True
 
-    def _watch(self, proc: subprocess.Popen[bytes], on_done: Callable[[], None]) -> None:
-        assert proc.stdout is not None and proc.stderr is not None
-        err = proc.stderr
-
-        def read_progress() -> None:
-            for raw in err:
-                line = raw.decode("utf-8", "replace").strip()
-                if line:
-                    self.progress.append(line[:300])
-
-        reader = threading.Thread(target=read_progress, name="teach-train-log", daemon=True)
-        reader.start()
-        out = proc.stdout.read()
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace").strip()
+            if line:
+                self.progress.append(line[:300])
         code = proc.wait()
-        reader.join(5)
         with self._lock:
             if code == 0:
-                try:
-                    found = json.loads(out)
-                except ValueError:
-                    found = None
-                self.result = found if isinstance(found, dict) else None
                 self._end("done", None)
             else:
                 self._end("failed", self._why(code))
-        on_done()
 
     def _why(self, code: int) -> str:
         if code < 0:
-            return f"training was stopped (signal {-code}); the model in use is unchanged"
+            return f"training was stopped (signal {-code}); the taught model is unchanged"
         for line in reversed(self.progress):
-            if not line.startswith(("Traceback", "  ")):
-                return line
+            if line.startswith(ERROR_PREFIX):
+                return line.removeprefix(ERROR_PREFIX).removeprefix("error: ")
         return f"edge-daemon teach train exited with code {code}; see the daemon's log"
 
     def _end(self, state: str, message: Optional[str]) -> None:
         self.state, self.error, self.finished = state, message, time.time()
         self._proc = None
-        if message:
-            log.warning("teach: training failed: %s", message)
+        log.info("teach: training %s", f"failed: {message}" if message else "finished")
 
     def view(self) -> dict[str, Any]:
         return {
@@ -189,7 +182,7 @@ class Training:
         }
 
     def close(self) -> None:
-        """Stop a run in progress (its output is written atomically: nothing half-done stays)."""
+        """Stop a run in progress (it installs its model in one rename: nothing half-done)."""
         with self._lock:
             self._closed = True
             proc = self._proc
@@ -231,30 +224,27 @@ class TeachApi:
         *,
         config_file: Optional[str],
         model: Callable[[], Optional[ModelInfo]],
+        runs_taught: bool = True,
         python: str = sys.executable,
     ) -> None:
         self.state = state
         self.root = root
         self.model = model
-        command = [python, "-m", "edge_daemon", "teach", "train", "--json"]
+        self.runs_taught = runs_taught  # teach.use, or model.path names the taught model
+        # Not --json: the child then prints its progress, one line a step.
+        command = [python, "-m", "edge_daemon", "teach", "train"]
         if config_file:
             command += ["--config", config_file]
         self.training = Training(command)
         self.capture: Optional[Capture] = None
-        self._store: Any = None
+        self.store = SampleStore(root)
         self._lock = threading.RLock()  # one writer at a time in the sample store
         self._closing = threading.Event()
         self._thumbs: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._thumbs_lock = threading.Lock()
         self._model_sha: tuple[Any, str] = (None, "")
+        self._applied: Optional[dict[str, Any]] = None  # the last Use: what it waits for
         self._routes = self._table()
-
-    @property
-    def store(self) -> Any:
-        if self._store is None:
-            from ..teach.samples import SampleStore
-
-            self._store = SampleStore(self.root)
-        return self._store
 
     # -- dispatch --------------------------------------------------------------------
     def __call__(
@@ -310,8 +300,6 @@ class TeachApi:
 
     # -- reads ------------------------------------------------------------------------
     def _overview(self) -> Response:
-        from ..teach.train import read_report
-
         with self._lock:
             classes = self.store.classes()
         shown = []
@@ -327,6 +315,8 @@ class TeachApi:
             )
         capture = self.capture
         latest = self.state.frames.latest
+        report = read_report(self.root)
+        model = self._model_view(report)
         return json_response(
             200,
             {
@@ -335,38 +325,64 @@ class TeachApi:
                 "frame": latest.number if latest is not None else None,
                 "capture": capture.view() if capture is not None else None,
                 "training": self.training.view(),
-                "report": read_report(self.root),
-                "model": self._model_view(),
+                "report": report,
+                "model": model,
+                "apply": self._apply_view(model),
                 "limits": {"frames": MAX_FRAMES},
             },
         )
 
-    def _model_view(self) -> dict[str, Any]:
-        """The taught model: whether it exists and whether the daemon runs it now."""
+    def _model_view(self, report: Optional[dict[str, Any]]) -> dict[str, Any]:
+        """The taught model: whether there is one and whether the daemon runs it now."""
         path = os.path.join(self.root, "model.tflite")
         info = self.model()
-        try:
-            st = os.stat(path)
-        except OSError:
-            return {"path": path, "exists": False, "in_use": False, "sha256": None}
-        key = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if self._model_sha[0] != key:
-            try:
-                self._model_sha = (key, _sha256(path))
-            except OSError:
-                self._model_sha = (None, "")
-        sha = self._model_sha[1]
-        return {
+        view: dict[str, Any] = {
             "path": path,
-            "exists": True,
-            "sha256": sha or None,
-            "in_use": bool(info is not None and sha and info.sha256 == sha),
+            "exists": False,
+            "sha256": None,
+            "in_use": False,
             "running": info.name if info is not None else None,
+            "runs_taught": self.runs_taught,
         }
+        try:
+            st = os.stat(path)  # a link into the newest generation folder
+        except OSError:
+            return view
+        sha = ((report or {}).get("model") or {}).get("sha256")
+        if not isinstance(sha, str):  # a model without its report: hash it (once per file)
+            key = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if self._model_sha[0] != key:
+                try:
+                    self._model_sha = (key, _sha256(path))
+                except OSError:
+                    self._model_sha = (None, "")
+            sha = self._model_sha[1]
+        view.update(exists=True, sha256=sha or None)
+        view["in_use"] = bool(info is not None and sha and info.sha256 == sha)
+        return view
+
+    def _apply_view(self, model: dict[str, Any]) -> Optional[dict[str, Any]]:
+        """How the last Use went, from the status object: pending, done or failed."""
+        applied = self._applied
+        if applied is None:
+            return None
+        status = self.state.status or {}
+        if model["in_use"] and model["sha256"] == applied["sha256"]:
+            return {"state": "done", "error": None}
+        error_text = str(status.get("last_error") or "")
+        if status.get("last_error_at") != applied["error_at"] and error_text.startswith(
+            "reload failed"
+        ):
+            return {"state": "failed", "error": error_text}
+        if int(status.get("reloads") or 0) > applied["reloads"]:
+            return {
+                "state": "failed",
+                "error": f"the daemon reloaded but runs {model['running']}, not the taught"
+                " model; set teach.use: true in the config (the default) and press Use again",
+            }
+        return {"state": "pending", "error": None}
 
     def _image(self, sample_id: str, *, thumb: bool) -> Response:
-        from ..errors import TeachError
-
         try:
             with self._lock:
                 sample = self.store.get(sample_id)
@@ -376,22 +392,22 @@ class TeachApi:
         if data is None:
             return error(404, f"no sample {sample_id}")
         if thumb:
-            small = self._thumbs.get(sample_id)
+            with self._thumbs_lock:
+                small = self._thumbs.get(sample_id)
             if small is None:
                 try:
                     small = thumbnail(data)
                 except (OSError, ValueError):
                     return error(404, f"sample {sample_id} is not a readable image")
-                self._thumbs[sample_id] = small
-                while len(self._thumbs) > THUMBNAILS_KEPT:
-                    self._thumbs.popitem(last=False)
+                with self._thumbs_lock:
+                    self._thumbs[sample_id] = small
+                    while len(self._thumbs) > THUMBNAILS_KEPT:
+                        self._thumbs.popitem(last=False)
             data = small
         return Response(200, data, "image/jpeg", cache="private, max-age=3600")
 
     # -- writes -----------------------------------------------------------------------
     def _add(self, body: bytes) -> Response:
-        from ..teach.samples import check_class_name
-
         request = _json_object(body)
         if isinstance(request, Response):
             return request
@@ -492,28 +508,31 @@ class TeachApi:
         data = read_inside(path, folder)
         if data is None:
             return error(404, f"no snapshot for event {event_id}")
-        image = decode_rgb(data, f"the snapshot of event {event_id}")
+        what = f"the snapshot of event {event_id}"
+        image, is_jpeg = decode_rgb(data, what)
+        check_frame(image, what)
         with self._lock:
-            sample = self.store.add_image(cls, image, source="event")
+            if is_jpeg:  # the camera's JPEG as the events store wrote it: kept as it is
+                sample = self.store.add_jpeg(cls, data, source="event", extra={"event": event_id})
+            else:
+                sample = self.store.add_image(cls, image, source="event")
         return json_response(201, {"added": [_sample_json(sample)]})
 
     def _remove_sample(self, sample_id: str) -> Response:
-        from ..errors import TeachError
-
         with self._lock:
             try:
                 sample = self.store.get(sample_id)
             except TeachError:
                 return error(404, f"no sample {sample_id}")
             removed = self.store.remove(sample.cls, [sample_id])
-        self._thumbs.pop(sample_id, None)
+        with self._thumbs_lock:
+            self._thumbs.pop(sample_id, None)
         return json_response(200, {"removed": removed})
 
     def _remove_class(self, name: str) -> Response:
-        from ..teach.samples import check_class_name
-
         check_class_name(name)
         with self._lock:
+            name = self.store.canonical_class(name)
             if name not in self.store.classes():
                 return error(404, f"no class {name!r}")
             removed = self.store.remove(name)
@@ -527,9 +546,23 @@ class TeachApi:
     def _apply(self) -> Response:
         if self.training.running:
             return error(409, "training runs; use the model once it is done")
-        model = self._model_view()
+        model = self._model_view(read_report(self.root))
         if not model["exists"]:
             return error(409, "nothing taught yet: add samples and train first")
+        if not self.runs_taught:
+            return error(
+                409,
+                "the config runs model.path, not the taught model (teach.use: false); set"
+                " teach.use: true there once, then press Use",
+            )
+        if model["in_use"]:
+            return json_response(200, {"apply": "in use already", "model": model["path"]})
+        status = self.state.status or {}
+        self._applied = {
+            "sha256": model["sha256"],
+            "reloads": int(status.get("reloads") or 0),
+            "error_at": status.get("last_error_at"),
+        }
         self.state.request_reload()
         return json_response(202, {"apply": "requested", "model": model["path"]})
 

@@ -33,7 +33,7 @@ WRITES = [
     ("POST", "/api/teach/samples"),
     ("POST", "/api/teach/train"),
     ("POST", "/api/teach/apply"),
-    ("DELETE", "/api/teach/samples/live-0123456789"),
+    ("DELETE", "/api/teach/samples/20261202T101500-a3f9c1"),
     ("DELETE", "/api/teach/classes/open"),
 ]
 
@@ -95,11 +95,14 @@ class TeachWeb(Web):
 
 
 @pytest.fixture
-def teach_web(tmp_path: Path) -> Iterator[Callable[..., TeachWeb]]:
-    """``teach_web(auth="token")``: an http sink with teaching under tmp_path/teach."""
+def teach_web(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> Iterator[Callable[..., TeachWeb]]:
+    """``teach_web(auth="token")``: an http sink with teaching under tmp_path/teach;
+    training runs with a config whose teach.dir is that folder."""
     made: list[HttpSink] = []
 
-    def make(auth: str = "token", events: Any = None) -> TeachWeb:
+    def make(auth: str = "token", events: Any = None, runs_taught: bool = True) -> TeachWeb:
         settings: dict[str, Any] = {"listen": "127.0.0.1:0"}
         if auth == "token":
             token_file = tmp_path / "http-token"
@@ -108,7 +111,17 @@ def teach_web(tmp_path: Path) -> Iterator[Callable[..., TeachWeb]]:
         reloads: list[float] = []
         ctx = SinkContext(request_reload=lambda: reloads.append(time.time()))
         root = tmp_path / "teach"
-        sink = HttpSink(HttpConfig(**settings), ctx, events=events, teach_root=str(root))
+        config = write_config(
+            model="mobilenet_v1_0.25_128_quant.tflite", overrides={"teach": {"dir": str(root)}}
+        )
+        sink = HttpSink(
+            HttpConfig(**settings),
+            ctx,
+            events=events,
+            teach_root=str(root),
+            config_file=str(config),
+            runs_taught=runs_taught,
+        )
         made.append(sink)
         sink.start()
         sink.model(model_info())
@@ -399,13 +412,56 @@ def test_sample_urls_name_samples_not_files(teach_web: Callable[..., TeachWeb], 
 # -- train and apply --------------------------------------------------------------------------
 
 
+def wait_training(w: TeachWeb, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (training := w.overview()["training"])["state"] == "running":
+        assert time.monotonic() < deadline, training
+        time.sleep(0.2)
+    return training
+
+
+def test_a_training_that_cannot_run_says_why_in_one_line(
+    teach_web: Callable[..., TeachWeb],
+) -> None:
+    w = teach_web()
+    w.sink.classified(classified(1))
+    assert w.send("POST", "/api/teach/samples", {"class": "open"}).status == 201
+    reply = w.send("POST", "/api/teach/train")
+    assert reply.status == 202 and reply.json()["training"]["state"] == "running"
+    training = wait_training(w)
+    # One class of one sample: the child refuses, and its reason is what the page shows.
+    assert training["state"] == "failed"
+    assert "class" in training["error"] and "\n" not in training["error"]
+    assert "Traceback" not in training["error"] and not training["error"].startswith("edge-daemon")
+    assert not (w.root / "model.tflite").exists()
+    assert w.send("POST", "/api/teach/apply").status == 409
+
+
+def test_a_killed_training_leaves_no_model_and_the_server_serving(
+    teach_web: Callable[..., TeachWeb],
+) -> None:
+    import os
+    import signal
+
+    w = teach_web()
+    assert w.send("POST", "/api/teach/train").status == 202
+    again = w.send("POST", "/api/teach/train")
+    assert again.status == 409 and "runs already" in again.json()["error"]
+    assert w.sink.teach is not None and w.sink.teach.training.pid is not None
+    os.kill(w.sink.teach.training.pid, signal.SIGKILL)  # a power cut, as the child sees it
+    training = wait_training(w)
+    assert training["state"] == "failed" and "signal 9" in training["error"]
+    assert not (w.root / "model.tflite").exists()
+    assert w.request("/healthz").status == 200
+
+
 def test_use_needs_a_taught_model_and_then_asks_the_daemon_to_reload(
     teach_web: Callable[..., TeachWeb],
 ) -> None:
     w = teach_web()
     reply = w.send("POST", "/api/teach/apply")
     assert reply.status == 409 and "train first" in reply.json()["error"]
-    assert w.reloads == []
+    assert w.reloads == [] and w.overview()["apply"] is None
     w.root.mkdir()
     model = w.root / "model.tflite"
     model.write_bytes(b"a taught model")
@@ -413,10 +469,40 @@ def test_use_needs_a_taught_model_and_then_asks_the_daemon_to_reload(
     assert w.overview()["model"]["in_use"] is False
     reply = w.send("POST", "/api/teach/apply")
     assert reply.status == 202 and len(w.reloads) == 1
+    assert w.overview()["apply"]["state"] == "pending"
     # Once the daemon runs it, the view says so.
     sha = hashlib.sha256(model.read_bytes()).hexdigest()
     w.sink.model(model_info(sha, str(model)))
-    assert w.overview()["model"]["in_use"] is True
+    w.sink.status(status_object(reloads=1))
+    view = w.overview()
+    assert view["model"]["in_use"] is True and view["apply"]["state"] == "done"
+    again = w.send("POST", "/api/teach/apply")
+    assert again.status == 200 and len(w.reloads) == 1  # nothing to reload
+
+
+def test_a_use_the_daemon_refuses_is_reported_with_its_reason(
+    teach_web: Callable[..., TeachWeb],
+) -> None:
+    w = teach_web()
+    w.root.mkdir()
+    (w.root / "model.tflite").write_bytes(b"a taught model")
+    assert w.send("POST", "/api/teach/apply").status == 202
+    failed = "reload failed, still running base.tflite: labels.txt: 3 labels for 2 outputs"
+    w.sink.status(status_object(last_error=failed, last_error_at="2026-12-02T10:00:00.000Z"))
+    view = w.overview()
+    assert view["apply"] == {"state": "failed", "error": failed}
+    assert view["model"]["in_use"] is False and view["model"]["running"] == "base.tflite"
+
+
+def test_use_with_a_config_that_runs_model_path_says_what_to_set(
+    teach_web: Callable[..., TeachWeb],
+) -> None:
+    w = teach_web(runs_taught=False)
+    w.root.mkdir()
+    (w.root / "model.tflite").write_bytes(b"a taught model")
+    reply = w.send("POST", "/api/teach/apply")
+    assert reply.status == 409 and "teach.use: true" in reply.json()["error"]
+    assert w.reloads == []
 
 
 def test_methods_and_unknown_paths(teach_web: Callable[..., TeachWeb]) -> None:

@@ -93,12 +93,15 @@
     const perClass = report.per_class || {};
     const parts = [];
     if (typeof report.accuracy === "number") {
-      parts.push(`Cross-validated accuracy ${percent(report.accuracy)}`);
+      const folds = report.folds ? ` (${report.folds}-fold)` : "";
+      parts.push(`Cross-validated accuracy${folds} ${percent(report.accuracy)}`);
     }
-    const each = classes.filter((c) => perClass[c] && typeof perClass[c].accuracy === "number")
-      .map((c) => `${c} ${percent(perClass[c].accuracy)}`);
+    const each = classes.filter((c) => typeof perClass[c] === "number")
+      .map((c) => `${c} ${percent(perClass[c])}`);
     if (each.length) parts.push(each.join(", "));
-    if (report.created) parts.push(`trained ${new Date(report.created).toLocaleString()}`);
+    if (report.samples) parts.push(`${report.samples} samples`);
+    const when = report.date ? new Date(report.date) : null;
+    if (when && !isNaN(when)) parts.push(`trained ${when.toLocaleString()}`);
     $("teach-accuracy").textContent = parts.join(" · ");
     const table = $("teach-confusion");
     const matrix = report.confusion || [];
@@ -171,9 +174,15 @@
     showReport(view.report);
     showTraining(view.training, view.model);
     showCapture(view.capture);
-    if (applying && view.model.in_use) {
+    const apply = view.apply;
+    if (applying && apply && apply.state !== "pending") {
       applying = false;
-      say(`now classifying with the taught model (${view.classes.map((c) => c.name).join(", ")})`);
+      if (apply.state === "done") {
+        const names = (view.report && view.report.classes) || [];
+        say(`now classifying with the taught model (${names.join(", ")})`);
+      } else {
+        say(apply.error, true);
+      }
     }
     const busy = applying || view.training.state === "running" ||
       (view.capture && !view.capture.finished);
@@ -218,7 +227,11 @@
   }));
 
   $("teach-use").addEventListener("click", () => act(async () => {
-    await send("POST", "/api/teach/apply");
+    const answer = await send("POST", "/api/teach/apply");
+    if (answer.apply !== "requested") {
+      say("the taught model is in use already");
+      return;
+    }
     applying = true;
     say("loading the taught model…");
   }));
