@@ -452,16 +452,24 @@ class TeachApi:
         return json_response(202, {"adding": capture.view()})
 
     def _add_frame(self, cls: str, item: Classified) -> Any:
+        """Keep a live frame, with its embedding from the same invoke when the base
+        network made it (a taught model's is not cached: training embeds with the base)."""
         info = self.model()
-        embedding = getattr(item, "embedding", None)
+        embedding, sha = item.embedding, ""
+        if embedding is not None and info is not None and not self._is_taught(info.path):
+            sha = info.sha256
         with self._lock:
             return self.store.add_image(
                 cls,
                 item.image,
                 source="live",
-                embedding=embedding,
-                model_sha256=info.sha256 if info is not None and embedding is not None else "",
+                embedding=embedding if sha else None,
+                model_sha256=sha,
             )
+
+    def _is_taught(self, path: str) -> bool:
+        real, root = os.path.realpath(path), os.path.realpath(self.root)
+        return real.startswith(root + os.sep)
 
     def _next_frame(self, after: int, not_before: float) -> Optional[Classified]:
         """The newest frame other than number ``after`` once ``not_before`` (monotonic)

@@ -6,6 +6,7 @@ test's folder; frames are handed to it as the inference loop would.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -22,9 +23,10 @@ from PIL import Image
 from edge_daemon.config import HttpConfig
 from edge_daemon.postprocess import Prediction
 from edge_daemon.sinks.base import Classified, ModelInfo, SinkContext
+from edge_daemon.teach.samples import SampleStore
 from edge_daemon.web.events import StoreEvents
 from edge_daemon.web.sink import HttpSink
-from tests.web.conftest import Reply, Web, status_object
+from tests.web.conftest import Reply, Running, Web, status_object
 from tests.web.test_events import History, as_json
 
 TOKEN = "teach-token-0123456789abcdef"
@@ -266,12 +268,17 @@ def test_the_current_frame_becomes_a_sample_shown_and_removable(
     teach_web: Callable[..., TeachWeb],
 ) -> None:
     w = teach_web()
-    frame = classified(7, picture(7, 640, 480))
+    features = np.linspace(0, 6, 256, dtype=np.float32)
+    frame = dataclasses.replace(classified(7, picture(7, 640, 480)), embedding=features)
     w.sink.classified(frame)
     reply = w.send("POST", "/api/teach/samples", {"class": "open"})
     assert reply.status == 201, reply.body
     (added,) = reply.json()["added"]
     assert added["class"] == "open" and added["source"] == "live"
+    # The embedding of the same invoke is kept for the model that made it: no second pass.
+    store = SampleStore(str(w.root))
+    cached = store.embedding(store.get(added["id"]), model_info().sha256)
+    assert cached is not None and np.array_equal(cached, features)
 
     view = w.overview()
     assert view["can_write"] is True
@@ -515,3 +522,84 @@ def test_methods_and_unknown_paths(teach_web: Callable[..., TeachWeb]) -> None:
     assert w.send("GET", "/api/teach/nothing").status == 404
     assert w.send("DELETE", "/api/status").status == 405
     assert w.send("HEAD", "/api/teach").status == 200
+
+
+# -- against a running daemon ---------------------------------------------------------
+
+
+HOSTILE_NAMES = [
+    "../escape",
+    "../../../victim",
+    "/tmp/absolute",
+    "a\x00b",
+    "x" * 65,
+    "y" * 3000,
+    "",
+    ".",
+    "..",
+    "a/b",
+    "..\\..\\victim",
+    "new\nline",
+    " leading",
+    "trailing.",
+]
+
+
+def test_class_names_cannot_leave_teach_dir_in_a_running_daemon(
+    run_daemon: Callable[..., Running], frames_dir: Callable[..., Path], tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("still here")
+    rules = [{"name": "birds", "labels": ["@birds"], "min_score": 0.3, "min_frames": 2}]
+    d = run_daemon(
+        source=frames_dir("parrot.jpg"),
+        token=TOKEN,
+        overrides={"events": {"rules": rules}},
+    )
+    root = tmp_path / "state" / "teach"
+
+    def post(data: Any, **kw: Any) -> Reply:
+        return d.request(
+            "/api/teach/samples",
+            "POST",
+            headers={"Content-Type": "application/json", **kw.pop("headers", {})},
+            body=json.dumps(data).encode(),
+            **kw,
+        )
+
+    def outside() -> set[Path]:
+        return {p for p in files_under(tmp_path) if root not in p.parents and "out" not in p.parts}
+
+    before = outside()
+    for name in HOSTILE_NAMES:
+        reply = post({"class": name})
+        assert reply.status == 400, (name, reply.body)
+        assert "class name" in reply.json()["error"], name
+        quoted = "".join(f"%{b:02X}" for b in name.encode())
+        gone = d.request(f"/api/teach/classes/{quoted}", "DELETE")
+        assert gone.status in (400, 404, 414), (name, gone.body)  # 414: a URL too long
+    assert outside() == before and (victim / "keep.txt").read_text() == "still here"
+    assert files_under(root) == set()
+    assert "Traceback" not in d.log.read_text()
+
+    # Writes need the token and the page's own origin, in the daemon as in the sink.
+    assert post({"class": "parrot"}, auth=False).status == 401
+    assert post({"class": "parrot"}, headers={"Origin": "http://evil.example"}).status == 403
+    assert files_under(root) == set()
+
+    # A good name works, from the live frame and from the event the parrot made.
+    live = post({"class": "parrot"})
+    assert live.status == 201, live.body
+    d.wait_for("an event", lambda: len(d.request("/api/events").json()) > 0)
+    event = d.request("/api/events").json()[0]
+    d.wait_for("its snapshot", lambda: d.request(f"/api/events/{event['id']}").json()["snapshot"])
+    snap = post({"class": "Parrot", "event": event["id"]})  # the same class, whatever the case
+    assert snap.status == 201, snap.body
+    view = d.request("/api/teach").json()
+    assert [(c["name"], c["count"]) for c in view["classes"]] == [("parrot", 2)]
+    assert {s["source"] for s in view["classes"][0]["samples"]} == {"live", "event"}
+    stored = {p.relative_to(root).parts[:2] for p in files_under(root)}
+    assert stored == {("samples", "parrot")}
+    served = d.request(view["classes"][0]["samples"][0]["thumbnail"])
+    assert served.status == 200 and served.headers["content-type"] == "image/jpeg"
