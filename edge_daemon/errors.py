@@ -68,6 +68,6 @@ class EventsError(EdgeDaemonError):
 
 
 class TeachError(EdgeDaemonError):
-    """Teaching cannot go on: a bad sample, too few samples, a model without embeddings."""
+    """Teaching cannot go on: a bad sample, too few samples, no embedding in the model."""
 
     exit_code = 8

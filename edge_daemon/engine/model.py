@@ -16,6 +16,7 @@ from ..errors import ModelError
 from ..labels import LabelMap, align_labels, parse_labels
 from ..preprocess import InputSpec, pixel_lut
 from .autoselect import choose_delegates
+from .embedding import EmbeddingSpec
 from .interpreter import (
     DelegateSettings,
     TFLiteEngine,
@@ -41,6 +42,10 @@ class LoadedModel:
     input: InputSpec
     lut: np.ndarray
     info: ModelFileInfo
+    # The pooled features read after each invoke (see embedding.py); None, with
+    # the reason, when the model offers none.
+    embedding: Optional[EmbeddingSpec] = None
+    embedding_reason: str = ""
 
     @property
     def name(self) -> str:
@@ -139,7 +144,17 @@ def load_model(cfg: Config, runtime: Optional[Runtime] = None) -> LoadedModel:
         # Quantized input: raw pixels unless the user asked otherwise (see pixel_lut).
         mean = std = None
     lut = pixel_lut(spec, mean, std)
-    return LoadedModel(path, sha, engine, label_map, spec, lut, info)
+    return LoadedModel(
+        path,
+        sha,
+        engine,
+        label_map,
+        spec,
+        lut,
+        info,
+        embedding=engine.embedding,
+        embedding_reason=engine.embedding_reason,
+    )
 
 
 def _one(values: Optional[list[float]]) -> Optional[float]:

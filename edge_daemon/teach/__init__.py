@@ -1,5 +1,8 @@
-"""Teaching the daemon your own classes: samples, a new last layer trained in NumPy,
-and a standalone quantized model exported from it (see docs/teach.md)."""
+"""Teaching the daemon your own classes: samples, embeddings, a new last layer, its model.
+
+``teach.dir`` (default ``daemon.state_dir/teach``) holds the samples, the
+taught model.tflite with its labels.txt and the training report.
+"""
 
 from __future__ import annotations
 
