@@ -41,9 +41,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from .engine.model import load_model
     from .pipeline import Classifier
     from .sources.files import decode_image
+    from .teach.active import running_config
 
     cfg = _config(args)
     setup_logging("WARNING", debug=args.debug)
+    if args.model is None:
+        cfg = running_config(cfg)[0]  # the taught model, as the daemon runs it
     model_cfg = cfg.model
     if args.model is not None:
         model_cfg = dataclasses.replace(
@@ -85,11 +88,19 @@ def cmd_classify(args: argparse.Namespace) -> int:
 # -- check -------------------------------------------------------------------
 def cmd_check(args: argparse.Namespace) -> int:
     from .engine.model import load_model
+    from .teach.active import check_taught, running_config
 
     cfg = _config(args)
     setup_logging("WARNING", debug=args.debug)
-    model = load_model(cfg)
+    run_cfg, taught = running_config(cfg)
+    model = load_model(run_cfg)
     try:
+        if taught:
+            check_taught(
+                run_cfg,
+                len(model.labels.labels) + model.labels.offset,
+                list(model.labels.labels),
+            )
         from .events import events_dir
         from .events.engine import rules_for
 
@@ -113,6 +124,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 if model.embedding is not None
                 else f"none: {model.embedding_reason}"
             ),
+            "teach": _teach_line(cfg, taught),
             "source": cfg.source.kind
             + (f" {cfg.source.path}" if cfg.source.kind == "files" else ""),
             "prediction_log": cfg.outputs.prediction_log or "off",
@@ -144,6 +156,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     finally:
         model.close()
     return 0
+
+
+def _teach_line(cfg: Config, taught: bool) -> str:
+    from .teach import teach_dir
+    from .teach.active import read_report
+
+    if taught:
+        report = read_report(teach_dir(cfg)) or {}
+        accuracy = report.get("accuracy")
+        return "the taught model runs" + (
+            f" ({', '.join(report.get('classes', []))}; cross-validated accuracy"
+            f" {100 * float(accuracy):.1f}%)"
+            if isinstance(accuracy, (int, float))
+            else ""
+        )
+    if not cfg.teach.use:
+        return "off (teach.use: false)"
+    return f"no taught model yet in {teach_dir(cfg)} (edge-daemon teach add, teach train)"
 
 
 # -- status ------------------------------------------------------------------

@@ -393,15 +393,15 @@ def train(cfg: Config, *, progress: Callable[[str], None] = _quiet) -> Report:
     samples stranded on another base model, a base without embeddings, an
     export that does not load or disagrees with the trained layer.
     """
-    from .export import export_model, labels_text
-    from .head import fit_head
-
     t_start = time.monotonic()
     root = teach_dir(cfg)
     store = SampleStore(root)
     store.sweep()
     classes = {c: s for c, s in store.classes().items() if s}
     _refuse_counts(classes)
+    from .export import export_model, labels_text
+    from .head import fit_head
+
     model, bcfg = _load_base(cfg)
     try:
         progress(f"base network {model.path} ({model.embedding.dims}-d embeddings)")
