@@ -261,7 +261,7 @@ def cross_validate(
 
 # -- export, check, install ----------------------------------------------------
 def _verify_set(rows: dict[str, list[tuple[Sample, np.ndarray]]]) -> list[tuple[int, Sample]]:
-    out = []
+    out: list[tuple[int, Sample]] = []
     for ci, (_cls, items) in enumerate(rows.items()):
         with_image = [s for s, _ in items if s.has_image]
         step = max(1, len(with_image) // VERIFY_PER_CLASS)
