@@ -372,15 +372,21 @@ class Editor:
         self.offsets = Offsets(new_u, new_t, new_a)
 
     # -- helpers built on splice -------------------------------------------------
-    def set_vector(self, table: int, field_id: int, payload: bytes, count: int) -> None:
-        """Give a table's (present) vector field new contents, in place or resized."""
+    def set_vector(
+        self, table: int, field_id: int, payload: bytes, count: int, *, item: int = 0
+    ) -> None:
+        """Give a table's (present) vector field new contents, in place or resized.
+
+        ``payload`` holds ``count`` elements of ``item`` bytes (by default
+        ``len(payload) // count``) and anything after them (a string's NUL).
+        """
         at = field_at(self.data, table, field_id)
         if at is None:
             raise ValueError("the vector field is absent")
         start = deref(self.data, at)
         old_len = _u32(self.data, start)
-        item = len(payload) // count if count else 1
-        old_bytes = 4 + old_len * item
+        item = item or (len(payload) // count if count else 1)
+        old_bytes = 4 + old_len * item + (len(payload) - count * item)
         new = struct.pack("<I", count) + payload
         if len(new) <= old_bytes and (old_bytes - len(new)) < ALIGN:
             self.data[start : start + len(new)] = new  # fits: the rest stays as padding
