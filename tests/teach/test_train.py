@@ -93,15 +93,9 @@ def test_a_taught_model_classifies_held_out_frames_as_its_report_says(
     assert again["embedded"] == 0 and again["classes"] == classes
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
 def test_the_exported_model_loads_and_agrees_in_both_runtimes(
-    write_config: Callable[..., Path],
-    tmp_path: Path,
-    garage: dict[str, dict[str, list[Path]]],
-    runtime: str,
+    write_config: Callable[..., Path], tmp_path: Path, garage: dict[str, dict[str, list[Path]]]
 ) -> None:
-    if not runtime_available(runtime):
-        missing(runtime)
     config = teach_config(write_config)
     add_all(config, garage["train"])
     report = train_json(config)
@@ -121,7 +115,7 @@ def test_the_exported_model_loads_and_agrees_in_both_runtimes(
         )
         model = load_model(run)
         try:
-            assert model.engine.runtime == name
+            assert model.engine.runtime.split()[0] == name
             assert model.labels.labels == tuple(report["classes"])
             clf = Classifier.from_config(model, run)
             tops[name] = [
@@ -153,8 +147,9 @@ def test_a_base_model_swap_re_embeds_once_and_stranded_samples_are_refused(
         sorted((samples / cls).glob("*.jpg"))[-1].unlink()
     r = run_cli("teach", "train", "--config", str(v1), timeout=600)
     assert r.returncode == 8
-    assert "3 samples were embedded by another base model" in r.stderr
-    assert "their photos are gone" in r.stderr and r.stderr.count("\n") == 1
+    last = r.stderr.strip().splitlines()[-1]  # after the progress lines: the error, one line
+    assert last.startswith("edge-daemon: error: 3 samples were embedded by another base model")
+    assert "their photos are gone" in last and "Traceback" not in r.stderr
 
 
 def test_a_sample_damaged_on_disk_is_skipped_and_named(
@@ -183,5 +178,6 @@ def test_a_base_without_embeddings_is_refused(
         str(teach_config(write_config, teach={"base_model": str(bogus)})),
     )  # fmt: skip
     assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert r.stderr.count("\n") == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("edge-daemon: error: ") and str(bogus) in last
     assert not (tmp_path / "state" / "teach" / "model.tflite").exists()
