@@ -16,7 +16,7 @@ from ..config import Config
 from ..errors import TeachError
 from ..status import STATUS_DOWN, status_verdict
 from . import teach_dir
-from .active import installed, running_config
+from .active import installed, names_taught
 
 
 def _status(path: str) -> Optional[dict[str, Any]]:
@@ -35,6 +35,16 @@ def _when(text: Any) -> float:
         return 0.0
 
 
+def check_can_apply(cfg: Config) -> None:
+    """TeachError when the config would not run a taught model (before training for nothing)."""
+    if not (cfg.teach.use or names_taught(cfg)):
+        where = cfg.file or "the config"
+        raise TeachError(
+            f"{where} does not run the taught model (teach.use is false and model.path is"
+            " another model); set teach.use: true there, once, then reload"
+        )
+
+
 def apply(
     cfg: Config,
     send_reload: Callable[[int], None],
@@ -50,12 +60,7 @@ def apply(
     root = teach_dir(cfg)
     if installed(root) is None:
         raise TeachError(f"no taught model in {root}; run `edge-daemon teach train` first")
-    if not running_config(cfg)[1]:
-        where = cfg.file or "the config"
-        raise TeachError(
-            f"{where} does not run the taught model (teach.use is false and model.path is"
-            " another model); set teach.use: true there, once, then reload"
-        )
+    check_can_apply(cfg)
     path = cfg.outputs.status_file
     if path is None:
         raise TeachError(

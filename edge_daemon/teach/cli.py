@@ -174,6 +174,10 @@ def cmd_train(
         if not args.json:
             print(text, file=sys.stderr, flush=True)
 
+    if args.apply:
+        from .apply import check_can_apply
+
+        check_can_apply(cfg)
     report = train(cfg, progress=progress).as_json()
     applied: Optional[str] = None
     if args.apply:

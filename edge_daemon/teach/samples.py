@@ -407,7 +407,7 @@ class SampleStore:
         """The cached embedding by this base model, or None (also for a damaged file)."""
         try:
             with open(self._embedding_path(sample, model_sha256), "rb") as f:
-                vec = np.load(f, allow_pickle=False)
+                vec: np.ndarray = np.load(f, allow_pickle=False)
         except (OSError, ValueError, EOFError):
             return None
         if vec.ndim != 1 or vec.dtype != np.float32 or not np.all(np.isfinite(vec)):

@@ -261,7 +261,7 @@ def cross_validate(
 
 # -- export, check, install ----------------------------------------------------
 def _verify_set(rows: dict[str, list[tuple[Sample, np.ndarray]]]) -> list[tuple[int, Sample]]:
-    out = []
+    out: list[tuple[int, Sample]] = []
     for ci, (_cls, items) in enumerate(rows.items()):
         with_image = [s for s, _ in items if s.has_image]
         step = max(1, len(with_image) // VERIFY_PER_CLASS)
@@ -409,6 +409,7 @@ def train(cfg: Config, *, progress: Callable[[str], None] = _quiet) -> Report:
         base_sha = model.sha256
         spec = model.embedding
         base_path = model.path
+        delegate = model.engine.delegate
     finally:
         model.close()
     t_embed = time.monotonic()
@@ -438,8 +439,13 @@ def train(cfg: Config, *, progress: Callable[[str], None] = _quiet) -> Report:
     try:
         _write_generation(gen, {MODEL: data, LABELS: labels.encode()})
         progress("checking the exported model on the samples")
+        # The base's delegate: the same network, no need to measure them all again.
+        same = [delegate, "cpu"] if delegate in ("xnnpack", "gpu") else ["cpu"]
+        check_cfg = dataclasses.replace(
+            bcfg, engine=dataclasses.replace(bcfg.engine, delegates=same)
+        )
         agreement = check_export(
-            bcfg, os.path.join(gen, MODEL), os.path.join(gen, LABELS), head, store,
+            check_cfg, os.path.join(gen, MODEL), os.path.join(gen, LABELS), head, store,
             _verify_set(rows),
         )  # fmt: skip
         ratio = agreement["ratio"]
