@@ -120,6 +120,7 @@ def test_teach_from_the_page_then_see_the_taught_label(
     page.wait_for_function(
         "document.querySelector('#top1').dataset.label === 'parrot'", timeout=60_000
     )
+    page.wait_for_timeout(1500)  # not a check: lets the live view catch up for the screenshot
     shot = tmp_path / "teach.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot of the Teach view: {shot}")
