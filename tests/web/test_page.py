@@ -50,6 +50,16 @@ def replace_frame(folder: Path, image: str) -> None:
     os.replace(tmp, folder / "frame.jpg")
 
 
+def keep_screenshot(page: Any, shot: Path, what: str, docs_env: str) -> None:
+    """A full-page screenshot at ``shot``, its path printed; copied to the file the
+    environment variable ``docs_env`` names, when set (it refreshes a picture in docs/)."""
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot of {what}: {shot}")
+    docs_copy = os.environ.get(docs_env)
+    if docs_copy:
+        shutil.copyfile(shot, docs_copy)
+
+
 def test_the_page_shows_what_the_daemon_sees(
     browser: Any,
     run_daemon: Callable[..., Running],
@@ -96,12 +106,7 @@ def test_the_page_shows_what_the_daemon_sees(
         timeout=30_000,
     )
     assert "macaw" in page.inner_text("#events")
-    shot = tmp_path / "page.png"
-    page.screenshot(path=str(shot), full_page=True)
-    print(f"screenshot of the page: {shot}")
-    docs_copy = os.environ.get("EDGE_DAEMON_DOCS_SCREENSHOT")  # refreshes docs/web-page.png
-    if docs_copy:
-        shutil.copyfile(shot, docs_copy)
+    keep_screenshot(page, tmp_path / "page.png", "the page", "EDGE_DAEMON_DOCS_SCREENSHOT")
 
     # New frames: the open page follows without a reload.
     replace_frame(frames, "hot_dog.jpg")

@@ -7,8 +7,6 @@ the test's folder and prints its path.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -121,11 +119,9 @@ def test_teach_from_the_page_then_see_the_taught_label(
         "document.querySelector('#top1').dataset.label === 'parrot'", timeout=60_000
     )
     page.wait_for_timeout(1500)  # not a check: lets the live view catch up for the screenshot
-    shot = tmp_path / "teach.png"
-    page.screenshot(path=str(shot), full_page=True)
-    print(f"screenshot of the Teach view: {shot}")
-    docs_copy = os.environ.get("EDGE_DAEMON_DOCS_TEACH_SCREENSHOT")  # refreshes docs/web-teach.png
-    if docs_copy:
-        shutil.copyfile(shot, docs_copy)
+    # EDGE_DAEMON_DOCS_TEACH_SCREENSHOT=docs/web-teach.png refreshes the docs' picture.
+    test_page.keep_screenshot(
+        page, tmp_path / "teach.png", "the Teach view", "EDGE_DAEMON_DOCS_TEACH_SCREENSHOT"
+    )
     assert errors == []
     context.close()
