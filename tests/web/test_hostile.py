@@ -51,7 +51,7 @@ class Problems(logging.Handler):
 
 
 @pytest.fixture(scope="module")
-def shared_web() -> Iterator[tuple[Web, Problems]]:
+def shared_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Web, Problems]]:
     """One sink for all fuzz examples (hypothesis runs many per test), and its log."""
     from edge_daemon.config import HttpConfig
     from edge_daemon.web.sink import HttpSink
@@ -59,7 +59,10 @@ def shared_web() -> Iterator[tuple[Web, Problems]]:
     problems = Problems()
     logger = logging.getLogger("edge_daemon")
     logger.addHandler(problems)
-    sink = HttpSink(HttpConfig(listen="127.0.0.1:0", stream_fps=30, idle_timeout=2.0))
+    teach = tmp_path_factory.mktemp("teach")
+    sink = HttpSink(
+        HttpConfig(listen="127.0.0.1:0", stream_fps=30, idle_timeout=2.0), teach_root=str(teach)
+    )
     sink.start()
     sink.classified(frame(1))
     sink.status(status_object())
@@ -84,6 +87,10 @@ PATHS = st.one_of(
             "/api/reload",
             "/api/stream.mjpg",
             "/api/predictions",
+            "/api/teach",
+            "/api/teach/samples",
+            "/api/teach/train",
+            "/api/teach/samples/20261202T101500-a3f9c1/thumbnail.jpg",
             "*",
             "/healthz",
         ]
