@@ -38,7 +38,7 @@ import numpy as np
 from ..errors import EdgeDaemonError, TeachError
 from ..sinks.base import Classified, ModelInfo
 from ..sinks.prediction_log import iso_utc
-from ..teach.samples import SampleStore, check_class_name, check_frame
+from ..teach.samples import Sample, SampleStore, check_class_name, check_frame
 from ..teach.train import read_report
 from .app import State, read_inside
 from .server import METHODS, WRITES, Response, error, json_response
@@ -244,6 +244,9 @@ class TeachApi:
         self._thumbs_lock = threading.Lock()
         self._model_sha: tuple[Any, str] = (None, "")
         self._applied: Optional[dict[str, Any]] = None  # the last Use: what it waits for
+        # The store's listing, read again only when a class folder changed (the page asks
+        # every few seconds; reading every sample's sidecar each time costs a Pi).
+        self._listing: tuple[Any, dict[str, list[Sample]], dict[str, Sample]] = (None, {}, {})
         self._routes = self._table()
 
     # -- dispatch --------------------------------------------------------------------
@@ -298,10 +301,39 @@ class TeachApi:
             )
         return None
 
+    # -- the store's listing ---------------------------------------------------------
+    def _listing_key(self) -> Optional[tuple[tuple[str, int], ...]]:
+        """The modification times of samples/ and of each class folder (a sample added or
+        removed, here or by `edge-daemon teach`, changes its folder's); None when unreadable."""
+        folder = self.store.dir
+        try:
+            found = [("", os.stat(folder).st_mtime_ns)]
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        found.append((entry.name, entry.stat(follow_symlinks=False).st_mtime_ns))
+        except OSError:
+            return None
+        return tuple(sorted(found))
+
+    def _read_listing(self) -> tuple[dict[str, list[Sample]], dict[str, Sample]]:
+        key = self._listing_key()
+        with self._lock:
+            if key is None or key != self._listing[0]:
+                classes = self.store.classes()
+                by_id = {s.id: s for samples in classes.values() for s in samples}
+                self._listing = (key, classes, by_id)
+            return self._listing[1], self._listing[2]
+
+    def _classes(self) -> dict[str, list[Sample]]:
+        return self._read_listing()[0]
+
+    def _sample(self, sample_id: str) -> Optional[Sample]:
+        return self._read_listing()[1].get(sample_id)
+
     # -- reads ------------------------------------------------------------------------
     def _overview(self) -> Response:
-        with self._lock:
-            classes = self.store.classes()
+        classes = self._classes()
         shown = []
         for name in sorted(classes):
             samples = sorted(classes[name], key=lambda s: s.added, reverse=True)
@@ -383,27 +415,27 @@ class TeachApi:
         return {"state": "pending", "error": None}
 
     def _image(self, sample_id: str, *, thumb: bool) -> Response:
-        try:
-            with self._lock:
-                sample = self.store.get(sample_id)
-        except TeachError:
+        sample = self._sample(sample_id)
+        if sample is None:
             return error(404, f"no sample {sample_id}")
+        small: Optional[bytes] = None
+        if thumb:
+            with self._thumbs_lock:
+                small = self._thumbs.get(sample_id)
+        if small is not None:
+            return Response(200, small, "image/jpeg", cache="private, max-age=3600")
         data = read_inside(Path(sample.path), Path(self.root))
         if data is None:
             return error(404, f"no sample {sample_id}")
         if thumb:
+            try:
+                data = thumbnail(data)
+            except (OSError, ValueError):
+                return error(404, f"sample {sample_id} is not a readable image")
             with self._thumbs_lock:
-                small = self._thumbs.get(sample_id)
-            if small is None:
-                try:
-                    small = thumbnail(data)
-                except (OSError, ValueError):
-                    return error(404, f"sample {sample_id} is not a readable image")
-                with self._thumbs_lock:
-                    self._thumbs[sample_id] = small
-                    while len(self._thumbs) > THUMBNAILS_KEPT:
-                        self._thumbs.popitem(last=False)
-            data = small
+                self._thumbs[sample_id] = data
+                while len(self._thumbs) > THUMBNAILS_KEPT:
+                    self._thumbs.popitem(last=False)
         return Response(200, data, "image/jpeg", cache="private, max-age=3600")
 
     # -- writes -----------------------------------------------------------------------
@@ -528,9 +560,8 @@ class TeachApi:
 
     def _remove_sample(self, sample_id: str) -> Response:
         with self._lock:
-            try:
-                sample = self.store.get(sample_id)
-            except TeachError:
+            sample = self._sample(sample_id)
+            if sample is None:
                 return error(404, f"no sample {sample_id}")
             removed = self.store.remove(sample.cls, [sample_id])
         with self._thumbs_lock:
@@ -541,7 +572,7 @@ class TeachApi:
         check_class_name(name)
         with self._lock:
             name = self.store.canonical_class(name)
-            if name not in self.store.classes():
+            if name not in self._classes():
                 return error(404, f"no class {name!r}")
             removed = self.store.remove(name)
         return json_response(200, {"removed": removed})
