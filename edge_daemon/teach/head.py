@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import TeachError
+
 IMPRINT_BELOW = 5  # samples in the smallest class below which the head is imprinted
 TEMPERATURE = 10.0  # imprinted logits: cosine x this (cos 0.9 vs 0.7 -> 88% vs 12%)
 AUGMENT = 2  # augmented copies per sample for softmax regression
@@ -105,14 +107,17 @@ def _check(X: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[np.ndarray
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
     if X.ndim != 2 or len(X) != len(y) or len(X) == 0:
-        raise ValueError(f"embeddings {X.shape} and labels {y.shape} do not match")
+        raise TeachError(f"embeddings {X.shape} and labels {y.shape} do not match")
     if len(classes) < 2:
-        raise ValueError("a head needs at least two classes")
+        raise TeachError(
+            "training needs at least two classes; add a class for what else the camera sees"
+            " (e.g. 'nothing')"
+        )
     if y.min() < 0 or y.max() >= len(classes):
-        raise ValueError("a label index is outside the class list")
+        raise TeachError("a label index is outside the class list")
     missing = [c for i, c in enumerate(classes) if not np.any(y == i)]
     if missing:
-        raise ValueError(f"no samples for {', '.join(missing)}")
+        raise TeachError(f"no samples for {', '.join(missing)}; add some or remove the class")
     return X, y
 
 
