@@ -438,6 +438,7 @@ def train(cfg: Config, *, progress: Callable[[str], None] = _quiet) -> Report:
     t_export = time.monotonic()
     try:
         _write_generation(gen, {MODEL: data, LABELS: labels.encode()})
+        t_write = time.monotonic()
         progress("checking the exported model on the samples")
         # The base's delegate: the same network, no need to measure them all again.
         same = [delegate, "cpu"] if delegate in ("xnnpack", "gpu") else ["cpu"]
@@ -490,7 +491,8 @@ def train(cfg: Config, *, progress: Callable[[str], None] = _quiet) -> Report:
                 "cross_validation": round(t_cv - t_embed, 3),
                 "fit": round(t_fit - t_cv, 3),
                 "export": round(t_export - t_fit, 3),
-                "check": round(t_verify - t_export, 3),
+                "write": round(t_write - t_export, 3),
+                "check": round(t_verify - t_write, 3),
                 "total": round(time.monotonic() - t_start, 3),
             },
             embedded=fresh,
