@@ -62,6 +62,28 @@ def read_report(root: str) -> Optional[dict[str, Any]]:
     return report if isinstance(report, dict) else None
 
 
+def base_of(root: str, model_sha256: str) -> str:
+    """The sha256 of the base network a taught model under ``root`` was built on, when
+    ``model_sha256`` is one (its embeddings are that base's: the layers before the
+    last are the same); else ``model_sha256`` itself."""
+    folder = os.path.join(root, GENERATIONS)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return model_sha256
+    for name in names:
+        if not name.endswith(model_sha256[:8]):
+            continue
+        try:
+            with open(os.path.join(folder, name, REPORT), "rb") as f:
+                report = json.loads(f.read(10_000_000))
+            if report["model"]["sha256"] == model_sha256:
+                return str(report["base"]["sha256"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return model_sha256
+
+
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
