@@ -212,3 +212,26 @@ def test_live_frames_the_taught_model_classified_keep_their_embedding_for_traini
         base.close()
     again = train_json(config)
     assert again["embedded"] == 0 and sum(again["counts"].values()) == 12
+
+
+def test_model_path_may_name_the_taught_model_and_training_then_uses_its_recorded_base(
+    write_config: Callable[..., Path], tmp_path: Path, garage: dict[str, dict[str, list[Path]]]
+) -> None:
+    config = teach_config(write_config)
+    add_all(config, {c: p[:3] for c, p in garage["train"].items()})
+    first = train_json(config)
+    root = tmp_path / "state" / "teach"
+    direct = write_config(
+        model=str(root / "model.tflite"),
+        labels=str(root / "labels.txt"),
+        delegates=["xnnpack", "cpu"],
+        overrides={"teach": {"use": False}},
+        name="direct.yaml",
+    )
+    again = train_json(direct)
+    assert again["base"]["sha256"] == first["base"]["sha256"] and again["embedded"] == 0
+    run, taught = running_config(load_config(direct))
+    assert taught and run.model.labels == str(root / again["model"]["generation"] / "labels.txt")
+    r = run_cli("classify", "--json", str(garage["held_out"]["open"][0]), "--config", str(direct))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["predictions"][0]["label"] == "open"
