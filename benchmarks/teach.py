@@ -51,6 +51,7 @@ import yaml  # noqa: E402
 from edge_daemon.config import Config, load_config  # noqa: E402
 from edge_daemon.engine.model import load_model  # noqa: E402
 from edge_daemon.pipeline import Classifier  # noqa: E402
+from edge_daemon.preprocess import apply_lut, fit_frame, is_identity  # noqa: E402
 from edge_daemon.sources.files import decode_image  # noqa: E402
 from edge_daemon.teach.head import fit_head, predict_proba  # noqa: E402
 from tests.teach.scenes import TASKS, write_frames  # noqa: E402
@@ -181,7 +182,9 @@ def export_figures(cfg: Config, kept: dict[str, Any], blocks: int) -> dict[str, 
                 r = clf.classify(pixels)
                 want = int(np.argmax(predict_proba(head, r.embedding[None, :])[0]))
                 agree += int(r.predictions[0].index == want)
-                tensors.append(np.ascontiguousarray(pixels))
+                fitted = fit_frame(pixels, size[0], size[1], clf.resize)
+                lut = taught.lut
+                tensors.append(fitted if is_identity(lut) else apply_lut(fitted, lut))
             ratios = []
             for _ in range(blocks):
                 tb = tt = 0.0
@@ -228,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(cfg_path)
         print("training 3 classes x 30 samples (edge-daemon teach train) ...", flush=True)
         times = training_times(work, cfg_path, images, 1 if args.quick else 3)
+        print(f"  {times}", flush=True)
         print("accuracy on the scenes ...", flush=True)
         model = load_model(cfg)
         try:
@@ -236,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             model.close()
+        print(f"  {curves}", flush=True)
         print("the exported model against the base ...", flush=True)
         export = export_figures(cfg, kept, 5 if args.quick else 20)
     finally:
