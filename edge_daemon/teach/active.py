@@ -161,8 +161,9 @@ def check_taught(cfg: Config, outputs: int, labels: list[str]) -> None:
             )
 
 
-def load_running_model(cfg: Config, runtime: Any, *, fallback: bool) -> tuple[Any, Config]:
-    """Load the model the daemon runs (see ``running_config``), checked; with its config.
+def load_running_model(cfg: Config, runtime: Any, *, fallback: bool) -> tuple[Any, str]:
+    """Load the model the daemon runs (see ``running_config``), checked; with why the
+    taught model was not used ("" when it was, or when there is none).
 
     ``fallback``: when the taught model cannot be used, log why and load
     model.path instead (at start: a broken taught model must not keep the
@@ -173,7 +174,7 @@ def load_running_model(cfg: Config, runtime: Any, *, fallback: bool) -> tuple[An
 
     run_cfg, taught = running_config(cfg)
     if not taught:
-        return load_model(run_cfg, runtime), run_cfg
+        return load_model(run_cfg, runtime), ""
     try:
         model = load_model(run_cfg, runtime)
         try:
@@ -192,6 +193,7 @@ def load_running_model(cfg: Config, runtime: Any, *, fallback: bool) -> tuple[An
     except (TeachError, ModelError) as exc:
         if not fallback or names_taught(cfg):
             raise
-        log.error("taught model not used: %s; running %s", exc, cfg.model.path)
-        return load_model(cfg, runtime), cfg
-    return model, run_cfg
+        note = f"taught model not used: {exc}; running {cfg.model.path}"
+        log.error("%s", note)
+        return load_model(cfg, runtime), note
+    return model, ""
