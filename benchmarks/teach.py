@@ -197,16 +197,15 @@ def export_figures(cfg: Config, kept: dict[str, Any], blocks: int) -> dict[str, 
                 lut = taught.lut
                 tensors.append(fitted if is_identity(lut) else apply_lut(fitted, lut))
             ratios = []
-            for _ in range(blocks):
-                tb = tt = 0.0
-                for t in tensors[:20]:
-                    t0 = time.perf_counter()
-                    base.engine.infer(t)
-                    t1 = time.perf_counter()
-                    taught.engine.infer(t)
-                    tt += time.perf_counter() - t1
-                    tb += t1 - t0
-                ratios.append(tt / tb)
+            for block in range(blocks):
+                spent = {id(base): 0.0, id(taught): 0.0}
+                order = (base, taught) if block % 2 == 0 else (taught, base)  # no order bias
+                for t in tensors[:10]:
+                    for m in order:
+                        t0 = time.perf_counter()
+                        m.engine.infer(t)
+                        spent[id(m)] += time.perf_counter() - t0
+                ratios.append(spent[id(taught)] / spent[id(base)])
             return {
                 "invoke_ratio": round(statistics.median(ratios), 4),
                 "delegate": f"{taught.engine.runtime} {taught.engine.delegate} /"
@@ -253,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             model.close()
         print(f"  {curves}", flush=True)
         print("the exported model against the base ...", flush=True)
-        export = export_figures(cfg, kept, 5 if args.quick else 20)
+        export = export_figures(cfg, kept, 20 if args.quick else 60)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     figures = {"training": times, "accuracy": curves, "export": export, "quick": args.quick}
