@@ -138,3 +138,6 @@ bench "speed" benchmarks/compare.py ${bench_args[@]+"${bench_args[@]}"}
 bench "MQTT throughput" benchmarks/outputs.py --quick
 bench "events" benchmarks/events.py --quick
 bench "web server's" benchmarks/web.py --quick
+# Teaching: training time (cached, from scratch), accuracy on the synthetic
+# scenes, the exported model against the base (short form, two to three minutes).
+bench "teach" benchmarks/teach.py --quick
