@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training stages (s, report.json): {times['cached_stages_s']}")
     print(f"training, embeddings cached: {times['cached_cpu_s']} s of CPU time (user + system)")
     print(
-        f"from scratch {times['scratch_s']} s, classify of the 90 photos {times['classify_90_s']} s;"
+        f"from scratch {times['scratch_s']} s, classifying the 90: {times['classify_90_s']} s;"
         f" in CPU time, from scratch / classify = {times['scratch_cpu_ratio']}"
     )
     print(f"held-out frames per class: {held}")
