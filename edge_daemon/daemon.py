@@ -268,7 +268,9 @@ class Daemon:
     def _start(self) -> None:
         runtime = load_runtime(self.cfg.engine.runtime)
         # The taught model when teach.use and one is trained; a broken one falls back.
-        model, _ = load_running_model(self.cfg, runtime, fallback=True)
+        model, note = load_running_model(self.cfg, runtime, fallback=True)
+        if note:
+            self._error(note)  # logged once by load_running_model; the status shows it
         try:
             rules = rules_for(self.cfg, model.labels)  # unknown labels: ConfigError
         except EdgeDaemonError:

@@ -62,6 +62,28 @@ def read_report(root: str) -> Optional[dict[str, Any]]:
     return report if isinstance(report, dict) else None
 
 
+def base_of(root: str, model_sha256: str) -> str:
+    """The sha256 of the base network a taught model under ``root`` was built on, when
+    ``model_sha256`` is one (its embeddings are that base's: the layers before the
+    last are the same); else ``model_sha256`` itself."""
+    folder = os.path.join(root, GENERATIONS)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return model_sha256
+    for name in names:
+        if not name.endswith(model_sha256[:8]):
+            continue
+        try:
+            with open(os.path.join(folder, name, REPORT), "rb") as f:
+                report = json.loads(f.read(10_000_000))
+            if report["model"]["sha256"] == model_sha256:
+                return str(report["base"]["sha256"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return model_sha256
+
+
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -139,8 +161,9 @@ def check_taught(cfg: Config, outputs: int, labels: list[str]) -> None:
             )
 
 
-def load_running_model(cfg: Config, runtime: Any, *, fallback: bool) -> tuple[Any, Config]:
-    """Load the model the daemon runs (see ``running_config``), checked; with its config.
+def load_running_model(cfg: Config, runtime: Any, *, fallback: bool) -> tuple[Any, str]:
+    """Load the model the daemon runs (see ``running_config``), checked; with why the
+    taught model was not used ("" when it was, or when there is none).
 
     ``fallback``: when the taught model cannot be used, log why and load
     model.path instead (at start: a broken taught model must not keep the
@@ -151,7 +174,7 @@ def load_running_model(cfg: Config, runtime: Any, *, fallback: bool) -> tuple[An
 
     run_cfg, taught = running_config(cfg)
     if not taught:
-        return load_model(run_cfg, runtime), run_cfg
+        return load_model(run_cfg, runtime), ""
     try:
         model = load_model(run_cfg, runtime)
         try:
@@ -170,6 +193,7 @@ def load_running_model(cfg: Config, runtime: Any, *, fallback: bool) -> tuple[An
     except (TeachError, ModelError) as exc:
         if not fallback or names_taught(cfg):
             raise
-        log.error("taught model not used: %s; running %s", exc, cfg.model.path)
-        return load_model(cfg, runtime), cfg
-    return model, run_cfg
+        note = f"taught model not used: {exc}; running {cfg.model.path}"
+        log.error("%s", note)
+        return load_model(cfg, runtime), note
+    return model, ""

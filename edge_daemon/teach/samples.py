@@ -277,7 +277,10 @@ class SampleStore:
             ) from None
         sample = Sample(sid, cls, os.path.join(folder, f"{sid}.jpg"), now, source)
         if embedding is not None and model_sha256:
-            self.put_embedding(sample, model_sha256, embedding)
+            from .active import base_of
+
+            # A frame the taught model classified: its embedding is its base network's.
+            self.put_embedding(sample, base_of(self.root, model_sha256), embedding)
         return sample
 
     def add_image(

@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -386,13 +387,44 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
+@contextlib.contextmanager
+def _one_at_a_time(root: str) -> Iterator[None]:
+    """Hold ``root/.train.lock``: a second training at once (the page and the
+    command line) is refused rather than left to race the first one's files."""
+    import fcntl
+
+    try:
+        os.makedirs(root, exist_ok=True)
+        fd = os.open(
+            os.path.join(root, ".train.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
+        )
+    except OSError as exc:
+        raise TeachError(f"{root}: cannot write there ({exc.strerror}); fix teach.dir") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise TeachError(
+                f"another training is running on {root}; wait for it to finish"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # the lock goes with the descriptor, also when the process is killed
+
+
 def train(cfg: Config, *, progress: Callable[[str], None] = _quiet) -> Report:
     """Train the taught model from the samples in ``teach_dir(cfg)`` and install it.
 
     TeachError (one line, what to do) for: no or too few samples, one class,
     samples stranded on another base model, a base without embeddings, an
-    export that does not load or disagrees with the trained layer.
+    export that does not load or disagrees with the trained layer, another
+    training running.
     """
+    with _one_at_a_time(teach_dir(cfg)):
+        return _train(cfg, progress)
+
+
+def _train(cfg: Config, progress: Callable[[str], None]) -> Report:
     t_start = time.monotonic()
     root = teach_dir(cfg)
     store = SampleStore(root)
@@ -438,6 +470,7 @@ def train(cfg: Config, *, progress: Callable[[str], None] = _quiet) -> Report:
     t_export = time.monotonic()
     try:
         _write_generation(gen, {MODEL: data, LABELS: labels.encode()})
+        t_write = time.monotonic()
         progress("checking the exported model on the samples")
         # The base's delegate: the same network, no need to measure them all again.
         same = [delegate, "cpu"] if delegate in ("xnnpack", "gpu") else ["cpu"]
@@ -490,7 +523,8 @@ def train(cfg: Config, *, progress: Callable[[str], None] = _quiet) -> Report:
                 "cross_validation": round(t_cv - t_embed, 3),
                 "fit": round(t_fit - t_cv, 3),
                 "export": round(t_export - t_fit, 3),
-                "check": round(t_verify - t_export, 3),
+                "write": round(t_write - t_export, 3),
+                "check": round(t_verify - t_write, 3),
                 "total": round(time.monotonic() - t_start, 3),
             },
             embedded=fresh,

@@ -106,6 +106,8 @@ def test_a_taught_model_with_wrong_labels_is_not_run_and_a_reload_onto_it_keeps_
             lambda: (s := status_of(status_path)).get("frames") and s, "frames", alive=bg.alive
         )
         assert first["model"] == base  # the broken taught model fell back to model.path
+        assert first["last_error"].startswith("taught model not used: ")
+        assert "2 labels do not match the 1001 outputs" in first["last_error"]
         # Now one whose labels are another model's classes: same count, other names.
         put_model(root, imagenet({}), classes=["open", "closed"])
         daemon.request_reload()

@@ -112,3 +112,30 @@ def test_train_refuses_one_class_and_too_few_samples_before_any_work(
     assert "too few samples: closed has 2; each class needs at least 3" in r.stderr
     assert r.stderr.count("\n") == 1
     assert not (tmp_path / "state" / "teach" / "model.tflite").exists()
+
+
+def test_a_second_training_at_once_is_refused(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    import fcntl
+    import os
+
+    config = write_config()
+    root = tmp_path / "state" / "teach"
+    root.mkdir(parents=True)
+    for cls, seed in (("open", 1), ("closed", 2)):
+        run_cli(
+            "teach",
+            "add",
+            cls,
+            *map(str, good_files(tmp_path / cls, 3, seed)),
+            "--config",
+            str(config),
+        )
+    fd = os.open(root / ".train.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a training in progress holds it
+        r = run_cli("teach", "train", "--config", str(config))
+        assert r.returncode == 8 and "another training is running" in r.stderr
+    finally:
+        os.close(fd)

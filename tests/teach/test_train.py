@@ -10,13 +10,15 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 
 from edge_daemon.config import load_config
 from edge_daemon.engine.model import load_model
 from edge_daemon.pipeline import Classifier
 from edge_daemon.sources.files import decode_image
-from edge_daemon.teach.active import installed
+from edge_daemon.teach.active import installed, running_config
+from edge_daemon.teach.samples import SampleStore
 from tests.helpers import IMAGES, MODELS, RUNTIMES, missing, run_cli, runtime_available, shared_file
 from tests.teach.scenes import TASKS, write_frames
 
@@ -181,3 +183,55 @@ def test_a_base_without_embeddings_is_refused(
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("edge-daemon: error: ") and str(bogus) in last
     assert not (tmp_path / "state" / "teach" / "model.tflite").exists()
+
+
+def test_live_frames_the_taught_model_classified_keep_their_embedding_for_training(
+    write_config: Callable[..., Path], tmp_path: Path, garage: dict[str, dict[str, list[Path]]]
+) -> None:
+    config = teach_config(write_config)
+    add_all(config, {c: p[:3] for c, p in garage["train"].items()})
+    report = train_json(config)
+    cfg = load_config(config)
+    taught_cfg = running_config(cfg)[0]
+    taught, base = load_model(taught_cfg), load_model(cfg)
+    store = SampleStore(str(tmp_path / "state" / "teach"))
+    try:
+        live, ref = Classifier.from_config(taught, taught_cfg), Classifier.from_config(base, cfg)
+        for cls, paths in garage["held_out"].items():
+            pixels = decode_image(paths[0].read_bytes(), (224, 224))
+            result = live.classify(pixels)
+            assert result.embedding is not None
+            # The taught model's pooled features are its base's: same layers, same invoke.
+            assert np.array_equal(result.embedding, ref.embed(pixels))
+            s = store.add_image(
+                cls, pixels, source="live", embedding=result.embedding, model_sha256=taught.sha256
+            )
+            assert store.embedding(s, report["base"]["sha256"]) is not None
+    finally:
+        taught.close()
+        base.close()
+    again = train_json(config)
+    assert again["embedded"] == 0 and sum(again["counts"].values()) == 12
+
+
+def test_model_path_may_name_the_taught_model_and_training_then_uses_its_recorded_base(
+    write_config: Callable[..., Path], tmp_path: Path, garage: dict[str, dict[str, list[Path]]]
+) -> None:
+    config = teach_config(write_config)
+    add_all(config, {c: p[:3] for c, p in garage["train"].items()})
+    first = train_json(config)
+    root = tmp_path / "state" / "teach"
+    direct = write_config(
+        model=str(root / "model.tflite"),
+        labels=str(root / "labels.txt"),
+        delegates=["xnnpack", "cpu"],
+        overrides={"teach": {"use": False}},
+        name="direct.yaml",
+    )
+    again = train_json(direct)
+    assert again["base"]["sha256"] == first["base"]["sha256"] and again["embedded"] == 0
+    run, taught = running_config(load_config(direct))
+    assert taught and run.model.labels == str(root / again["model"]["generation"] / "labels.txt")
+    r = run_cli("classify", "--json", str(garage["held_out"]["open"][0]), "--config", str(direct))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["predictions"][0]["label"] == "open"
