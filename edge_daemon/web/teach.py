@@ -8,12 +8,12 @@ its last report, and whether the taught model is the one running. The writes
 listens. Sample images are served through the sample store (an id names a
 sample it knows), never from a path in the URL.
 
-Training runs as a child process (``edge-daemon teach train --json``): off
-the request threads and the inference loop, its memory returned when it
-ends, and a power cut or SIGKILL in the middle costs the run, not the
-daemon. The child writes the model atomically; "Use" asks the running daemon
-to reload (SIGHUP's effect), which keeps the last good model when the new one
-fails to load.
+Training runs as a child process (``edge-daemon teach train`` with the
+daemon's config): off the request threads and the inference loop, its memory
+returned when it ends, and a power cut or SIGKILL in the middle costs the
+run, not the daemon. The child installs the model with one rename; "Use" asks
+the running daemon to reload (SIGHUP's effect), which keeps the last good
+model when the new one fails to load, and the status object tells how it went.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ _ID = r"[0-9]{8}T[0-9]{6}-[0-9a-f]{6}"  # as the sample store names them
 SAMPLE = re.compile(rf"/api/teach/samples/({_ID})")
 SAMPLE_IMAGE = re.compile(rf"/api/teach/samples/({_ID})\.jpg")
 SAMPLE_THUMBNAIL = re.compile(rf"/api/teach/samples/({_ID})/thumbnail\.jpg")
-CLASS = re.compile(r"/api/teach/classes/([^/]{1,600})")
+CLASS = re.compile(r"/api/teach/classes/([^/]{1,800})")  # 64 characters, percent-encoded
 MAX_FRAMES = 60  # "the next N frames": at most a minute of them
 FRAME_GAP = 1.0  # seconds between two of those frames
 FRAME_WAIT = 10.0  # give up when no new frame comes for this long
@@ -59,6 +59,8 @@ THUMBNAIL = 160  # pixels, the longer side
 THUMBNAILS_KEPT = 512  # in memory, ~5 KB each
 SHOWN_PER_CLASS = 48  # sample ids listed per class by GET /api/teach (newest)
 PROGRESS_LINES = 20
+# systemd's variables for the service's main process: the child is not the service.
+DAEMON_ONLY = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 ERROR_PREFIX = "edge-daemon: "  # how the command starts its one-line error
 BODY_KEYS = {"class", "frames", "event"}
 
@@ -134,6 +136,7 @@ class Training:
             try:
                 proc = subprocess.Popen(
                     self.command,
+                    env={k: v for k, v in os.environ.items() if k not in DAEMON_ONLY},
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
@@ -195,7 +198,7 @@ class Training:
 
 
 class Capture:
-    """ "The next N frames a second apart": taken from the live slot by a thread."""
+    """The next N frames a second apart, taken from the live slot by a thread."""
 
     def __init__(self, cls: str, count: int) -> None:
         self.cls = cls

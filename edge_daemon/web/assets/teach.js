@@ -147,13 +147,16 @@
       !model.exists || model.in_use;
   }
 
+  let captureSaid = ""; // what the page last said of the frames being added
   function showCapture(capture) {
     if (!capture) return;
-    if (!capture.finished) {
-      say(`adding frames to ${capture.class}: ${capture.done} of ${capture.of}`);
-    } else if (capture.error) {
-      say(capture.error, true);
+    let line = `adding frames to ${capture.class}: ${capture.done} of ${capture.of}`;
+    if (capture.finished) {
+      line = capture.error || `added ${capture.done} frames to ${capture.class}`;
     }
+    if (line === captureSaid) return; // said once: later messages are not overwritten
+    captureSaid = line;
+    say(line, Boolean(capture.error));
   }
 
   async function refresh() {
