@@ -176,11 +176,12 @@ class Training:
         log.info("teach: training %s", f"failed: {message}" if message else "finished")
 
     def view(self) -> dict[str, Any]:
+        last = list(self.progress)[-1:]  # a copy: the watcher appends meanwhile
         return {
             "state": self.state,
             "started": iso_utc(self.started) if self.started else None,
             "finished": iso_utc(self.finished) if self.finished else None,
-            "progress": self.progress[-1] if self.progress else None,
+            "progress": last[0] if last else None,
             "error": self.error,
         }
 
