@@ -94,6 +94,9 @@ def test_teach_from_the_page_then_see_the_taught_label(
     page.wait_for_selector("#teach-report:not([hidden])")
     report = view["report"]
     assert sorted(report["classes"]) == sorted(SCENES)
+    print(f"training from the page: {report['seconds']} s, {report['embedded']} embedded")
+    # Only the event's snapshot needed embedding: each live frame's came from its own invoke.
+    assert report["embedded"] == 1 and report["samples"] == 16
     # The page shows the report's figures: its accuracy and its confusion matrix.
     assert f"{report['accuracy'] * 100:.1f}%" in page.inner_text("#teach-accuracy")
     cells = page.eval_on_selector_all(
