@@ -141,3 +141,5 @@ bench "web server's" benchmarks/web.py --quick
 # Teaching: training time (cached, from scratch), accuracy on the synthetic
 # scenes, the exported model against the base (short form, two to three minutes).
 bench "teach" benchmarks/teach.py --quick
+# The taught model against its base: agreement, invoke-time ratio, sizes.
+bench "taught model's" benchmarks/teach_export.py --quick

@@ -18,6 +18,7 @@ it).
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass
 from typing import Optional
@@ -42,6 +43,10 @@ class EmbeddingSpec:
     dtype: str  # "uint8" | "int8" | "float32"
     scale: float
     zero_point: int
+    # sha256 of what computes the tensor (the ops up to it, their weights and
+    # quantization): the same for a base model and every model taught on it,
+    # so embeddings cached under it stay valid across those models.
+    features_sha256: str = ""
 
     def dequantize(self, raw: np.ndarray) -> np.ndarray:
         """The float32 (dims,) vector from the tensor's raw contents."""
@@ -116,7 +121,40 @@ def find_embedding(data: bytes) -> tuple[Optional[EmbeddingSpec], str]:
         return None, "its pooled tensor is not quantized per tensor"
     scale = t.scale[0] if t.scale else 0.0
     zero = t.zero_point[0] if t.zero_point else 0
-    return EmbeddingSpec(head.embedding, t.name, t.shape[-1], t.dtype, float(scale), int(zero)), ""
+    return (
+        EmbeddingSpec(
+            head.embedding,
+            t.name,
+            t.shape[-1],
+            t.dtype,
+            float(scale),
+            int(zero),
+            features_sha256(data, graph, head.embedding),
+        ),
+        "",
+    )
+
+
+def features_sha256(data: bytes, graph: Graph, tensor: int) -> str:
+    """sha256 over the ops that compute ``tensor``: kinds, tensors, constants."""
+    needed = {tensor}
+    ops = []
+    for op in reversed(graph.operators):
+        if needed.intersection(op.outputs):
+            ops.append(op)
+            needed.update(i for i in op.inputs if i >= 0)
+    digest = hashlib.sha256()
+    for op in reversed(ops):
+        digest.update(f"{op.op}|{op.inputs}|{op.outputs}\n".encode())
+        for i in [*op.inputs, *op.outputs]:
+            if i < 0:
+                continue
+            t = graph.tensors[i]
+            digest.update(f"{i}|{t.shape}|{t.dtype}|{t.scale}|{t.zero_point}\n".encode())
+            where = graph.buffer_data(data, i)
+            if where is not None and i in op.inputs:
+                digest.update(data[where[0] : where[0] + where[1]])
+    return digest.hexdigest()
 
 
 def with_embedding_output(data: bytes, spec: EmbeddingSpec) -> bytes:

@@ -133,7 +133,11 @@ def load_model(cfg: Config, runtime: Optional[Runtime] = None) -> LoadedModel:
         labels, labels_source = load_labels(cfg.model.labels, info, path)
         spec = _input_spec(engine, path)
         label_map = align_labels(
-            labels, int(np.prod(engine.output.shape[1:])), labels_source, os.path.basename(path)
+            labels,
+            int(np.prod(engine.output.shape[1:])),
+            labels_source,
+            os.path.basename(path),
+            background=not info.is_taught,  # a taught model's outputs are its classes
         )
     except ModelError:
         engine.close()

@@ -40,29 +40,19 @@ from ..engine.graph import (
     floats,
     ints,
     read_graph,
-    string,
     zip_start,
 )
-from ..engine.metadata import read_model_file
+from ..engine.metadata import TAUGHT_DESCRIPTION, read_model_file
 from ..errors import TeachError
 from .head import Head, logits
 
-TAUGHT = "edge-daemon taught model"
+TAUGHT = TAUGHT_DESCRIPTION
 LOGIT_MARGIN = 1.25  # the calibration logit range, widened by this factor
 
 
 def labels_text(head: Head) -> str:
     """The labels file of a taught model: one class per line, in output order."""
     return "".join(f"{name}\n" for name in head.classes)
-
-
-def is_taught(data: bytes) -> bool:
-    """Whether ``data`` is a model this module wrote (its description says so)."""
-    try:
-        graph = read_graph(data)
-    except (ValueError, IndexError, struct.error):
-        return False
-    return string(data, graph.model, 3).startswith(TAUGHT)
 
 
 def export_model(base: bytes, head: Head, calibration: np.ndarray) -> bytes:

@@ -4,17 +4,26 @@ How it is fitted, and why:
 
 * **One fixed scale, not a per-sample L2 norm.** Embeddings are divided by
   the median L2 norm of the training embeddings. A per-sample L2 norm would
-  need an L2_NORMALIZATION op in the exported model, which XNNPACK does not
-  take: the graph would split in two with the op on the CPU between. With a
-  fixed scale, folded into the weights, the exported 1x1 conv computes
-  exactly the head's function and XNNPACK keeps the whole graph. Random
-  scaling of the training embeddings (below) teaches the head what a
-  per-sample norm would have given it: brightness changes the norm.
+  need an L2_NORMALIZATION op in the exported model: one more op outside
+  the conv/softmax tail, and in a uint8 model its output is fixed at scale
+  1/128, so the 1024 components of a unit vector (typically ~0.03) would keep
+  about 2 bits each. With a fixed scale, folded into the weights, the
+  exported 1x1 conv computes exactly the head's function and the graph keeps
+  its ops (XNNPACK takes all of it, as before). Measured on 10 classes of
+  real photos (camera-like variants, 5 held out per class, 3 seeds) the two
+  are equally accurate: 86.7 / 86.7% with 3 samples per class, 90.0 / 91.3%
+  with 5, 91.3 / 90.7% with 10, 90.0 / 90.0% with 20 (fixed / per-sample).
+  Random scaling of the training embeddings (below) teaches the head what a
+  per-sample norm would have given it: exposure changes the norm.
 * **Imprinting when a class has fewer than ``IMPRINT_BELOW`` (5) samples.**
   Each class's weight is the normalised mean of its normalised embeddings
   times a temperature, no bias: nearest class mean by cosine (Coral's
-  imprinting). With 1-4 samples a fitted bias and weights mostly learn the
-  noise; the class mean is the best estimate there is.
+  imprinting). With 1-4 samples a fitted bias mostly learns which class
+  happened to get the easier frames; the class mean is the estimate with
+  the fewest parameters. On the task above both are within noise of each
+  other below 5 samples (imprint / softmax: 90.7 / 90.0% with 2, 86.7 /
+  89.3% with 3, 91.3 / 90.0% with 5); with so few samples the model with
+  no fitted parameters is the one that cannot overfit them.
 * **Softmax regression otherwise**: multinomial logistic regression, weights
   started from the imprinted ones, full-batch gradient descent with momentum
   on the class-balanced cross-entropy (each sample weighted by
@@ -29,7 +38,8 @@ How it is fitted, and why:
   embeds the samples.
 
 Everything is deterministic for a given ``seed``. 3 classes x 30 samples
-of 1024-d fit in tens of milliseconds.
+of 1024-d fit in 0.03-0.2 s on a loaded 2-core x86 machine (the regression
+runs on the (N, N) Gram matrix, see ``_softmax_regression``).
 """
 
 from __future__ import annotations
@@ -38,6 +48,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ..errors import TeachError
 
 IMPRINT_BELOW = 5  # samples in the smallest class below which the head is imprinted
 TEMPERATURE = 10.0  # imprinted logits: cosine x this (cos 0.9 vs 0.7 -> 88% vs 12%)
@@ -105,14 +117,17 @@ def _check(X: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[np.ndarray
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
     if X.ndim != 2 or len(X) != len(y) or len(X) == 0:
-        raise ValueError(f"embeddings {X.shape} and labels {y.shape} do not match")
+        raise TeachError(f"embeddings {X.shape} and labels {y.shape} do not match")
     if len(classes) < 2:
-        raise ValueError("a head needs at least two classes")
+        raise TeachError(
+            "training needs at least two classes; add a class for what else the camera sees"
+            " (e.g. 'nothing')"
+        )
     if y.min() < 0 or y.max() >= len(classes):
-        raise ValueError("a label index is outside the class list")
+        raise TeachError("a label index is outside the class list")
     missing = [c for i, c in enumerate(classes) if not np.any(y == i)]
     if missing:
-        raise ValueError(f"no samples for {', '.join(missing)}")
+        raise TeachError(f"no samples for {', '.join(missing)}; add some or remove the class")
     return X, y
 
 
