@@ -138,8 +138,8 @@ bench "speed" benchmarks/compare.py ${bench_args[@]+"${bench_args[@]}"}
 bench "MQTT throughput" benchmarks/outputs.py --quick
 bench "events" benchmarks/events.py --quick
 bench "web server's" benchmarks/web.py --quick
-# The taught model against its base: agreement, invoke-time ratio, sizes.
-bench "taught model's" benchmarks/teach_export.py --quick
 # Teaching: training time (cached, from scratch), accuracy on the synthetic
 # scenes, the exported model against the base (short form, two to three minutes).
 bench "teach" benchmarks/teach.py --quick
+# The taught model against its base: agreement, invoke-time ratio, sizes.
+bench "taught model's" benchmarks/teach_export.py --quick

@@ -506,7 +506,12 @@ def _train(cfg: Config, progress: Callable[[str], None]) -> Report:
                 "path": base_path,
                 "sha256": base_sha,
                 "labels": bcfg.model.labels,
-                "embedding": {"tensor": spec.tensor, "name": spec.name, "dims": spec.dims},
+                "embedding": {
+                    "tensor": spec.tensor,
+                    "name": spec.name,
+                    "dims": spec.dims,
+                    "features_sha256": getattr(spec, "features_sha256", ""),
+                },
             },
             model={
                 "path": os.path.join(root, MODEL),
