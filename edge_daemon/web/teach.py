@@ -248,8 +248,8 @@ class TeachApi:
         self._thumbs_lock = threading.Lock()
         self._model_sha: tuple[Any, str] = (None, "")
         self._applied: Optional[dict[str, Any]] = None  # the last Use: what it waits for
-        # The store's listing, read again only when a class folder changed (the page asks
-        # every few seconds; reading every sample's sidecar each time costs a Pi).
+        # The store's listing, read again only when a class folder's files changed (the page
+        # asks every few seconds; reading every sample's sidecar each time costs a Pi).
         self._listing: tuple[Any, dict[str, list[Sample]], dict[str, Sample]] = (None, {}, {})
         self._routes = self._table()
 
@@ -306,16 +306,19 @@ class TeachApi:
         return None
 
     # -- the store's listing ---------------------------------------------------------
-    def _listing_key(self) -> Optional[tuple[tuple[str, int], ...]]:
-        """The modification times of samples/ and of each class folder (a sample added or
-        removed, here or by `edge-daemon teach`, changes its folder's); None when unreadable."""
+    def _listing_key(self) -> Optional[tuple[tuple[str, tuple[str, ...]], ...]]:
+        """The file names in each class folder: a sample added or removed, here or by
+        `edge-daemon teach`, changes them (modification times can miss two changes within
+        one clock tick). None when the folder cannot be read."""
         folder = self.store.dir
+        found = []
         try:
-            found = [("", os.stat(folder).st_mtime_ns)]
             with os.scandir(folder) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
-                        found.append((entry.name, entry.stat(follow_symlinks=False).st_mtime_ns))
+                        found.append((entry.name, tuple(sorted(os.listdir(entry.path)))))
+        except FileNotFoundError:
+            return ()
         except OSError:
             return None
         return tuple(sorted(found))

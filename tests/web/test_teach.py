@@ -303,6 +303,24 @@ def test_the_current_frame_becomes_a_sample_shown_and_removable(
     assert all(c["count"] == 0 for c in w.overview()["classes"])
 
 
+def test_samples_added_or_removed_on_the_command_line_show_on_the_page(
+    teach_web: Callable[..., TeachWeb],
+) -> None:
+    w = teach_web()
+    assert w.overview()["classes"] == []
+    store = SampleStore(str(w.root))  # what `edge-daemon teach add` writes with
+    first = store.add_image("closed", picture(1), source="file")
+    assert [(c["name"], c["count"]) for c in w.overview()["classes"]] == [("closed", 1)]
+    second = store.add_image("closed", picture(2), source="file")
+    store.add_image("open", picture(3), source="file")
+    view = w.overview()
+    assert [(c["name"], c["count"]) for c in view["classes"]] == [("closed", 2), ("open", 1)]
+    assert w.send("GET", f"/api/teach/samples/{second.id}.jpg").status == 200
+    store.remove("closed", [first.id])
+    assert [c["count"] for c in w.overview()["classes"]] == [1, 1]
+    assert w.send("GET", f"/api/teach/samples/{first.id}/thumbnail.jpg").status == 404
+
+
 def test_the_next_frames_are_taken_one_per_new_frame_in_the_background(
     teach_web: Callable[..., TeachWeb],
 ) -> None:
