@@ -8,6 +8,7 @@
   let view = null;       // the last GET /api/teach
   let applying = false;  // "Use this model" pressed, the reload not seen yet
   let timer = null;
+  let classesShown = "";  // the classes last drawn, as JSON
 
   const say = (message, bad) => {
     const line = $("teach-message");
@@ -160,6 +161,7 @@
   }
 
   async function refresh() {
+    schedule(5000); // kept when this read fails: the view tries again
     try {
       const response = await fetch("/api/teach", { cache: "no-store" });
       if (!response.ok) return;
@@ -173,7 +175,11 @@
     for (const id of ["teach-add-button", "teach-class", "teach-what"]) {
       $(id).disabled = !view.can_write;
     }
-    showClasses(view.classes);
+    const shown = JSON.stringify([view.classes, view.can_write]);
+    if (shown !== classesShown) { // thumbnails are rebuilt only when something changed
+      classesShown = shown;
+      showClasses(view.classes);
+    }
     showReport(view.report);
     showTraining(view.training, view.model);
     showCapture(view.capture);
