@@ -5,6 +5,7 @@
 ``app`` (the routes), ``live`` (JPEG and prediction messages, made once per
 frame), ``auth`` (tokens and users), ``metrics`` (a collector read when
 scraped; prometheus_client, the web extra, is imported there only) and
-``events`` (the read-only view of the event history). Assets ship in
+``events`` (the read-only view of the event history), ``teach`` (the
+/api/teach routes) and ``training`` (its child process). Assets ship in
 ``assets/``.
 """
