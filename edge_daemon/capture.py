@@ -120,7 +120,9 @@ class CaptureThread:
                     permanent = isinstance(exc, PermanentSourceError)
                     wait = self.retry_max if permanent else delay
                     if not permanent:
-                        log.warning("%s: %s; reopening in %.1f s", self.source.describe(), reason, wait)
+                        log.warning(
+                            "%s: %s; reopening in %.1f s", self.source.describe(), reason, wait
+                        )
                     elif reason != self.fault:
                         log.error("%s (no retry fixes this; trying again every %g s)", reason, wait)
                     self._set_fault(reason)

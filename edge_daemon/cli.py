@@ -128,6 +128,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 else "off"
             ),
         }
+        if cfg.source.kind == "picamera2":
+            summary.update(_camera_summary(cfg, i.width, i.height))
         if args.json:
             print(json.dumps(summary))
         else:
@@ -138,6 +140,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     finally:
         model.close()
     return 0
+
+
+def _camera_summary(cfg: Config, width: int, height: int) -> dict[str, str]:
+    """Open the camera as the daemon would: which one, the format chosen, who converts.
+
+    A camera another process holds (the running service) is reported, not an
+    error; anything else the daemon could not get past is (SourceError).
+    """
+    from .daemon import source_size
+    from .errors import SourceBusy
+    from .sources import make_source
+
+    source = make_source(cfg, source_size(cfg, width, height))
+    try:
+        source.open()
+    except SourceBusy as exc:
+        return {"camera": f"not opened: {exc}"}
+    try:
+        details = getattr(source, "details", None)
+        return details() if callable(details) else {"camera": source.describe()}
+    finally:
+        source.close()
 
 
 # -- status ------------------------------------------------------------------

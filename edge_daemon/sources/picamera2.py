@@ -264,7 +264,9 @@ class Picamera2Source:
         if self._camera is None or frames is None:
             w, h = self._model_size
             return f"picamera2 {self.name}{model}: {w}x{h} frames{fps} (not open)"
-        return f"picamera2 {self.name}{model}: {frames.text()}{self._origin}, {self.conversion()}{fps}"
+        return (
+            f"picamera2 {self.name}{model}: {frames.text()}{self._origin}, {self.conversion()}{fps}"
+        )
 
     def conversion(self) -> str:
         """Who turns the camera's frames into RGB at the model size, or how the source does it."""
@@ -436,7 +438,11 @@ class Picamera2Source:
             if stream.fmt in yuv.JPEG_FORMATS:
                 return yuv.jpeg_to_rgb(array, self._model_size)
             return yuv.yuv_to_rgb(
-                array.reshape(-1), stream.fmt, stream.size, stream.stride, self._model_size,
+                array.reshape(-1),
+                stream.fmt,
+                stream.size,
+                stream.stride,
+                self._model_size,
                 stream.colour,
             )
         except ValueError as exc:

@@ -1,4 +1,4 @@
-"""Camera buffers that are not RGB (NV12, YUV420, YUYV, MJPEG) to R, G, B: sample first, convert after.
+"""Camera frames that are not RGB (NV12, YUV420, YUYV, MJPEG) to R, G, B: sample, then convert.
 
 A camera without an RGB output (a USB webcam, libcamera's virtual camera, a
 Pi 4's lores stream) hands over Y'CbCr or JPEG. These pure NumPy functions
@@ -109,7 +109,11 @@ def ycbcr_to_rgb(y: Image, cb: Image, cr: Image, colour: Colour = JPEG_COLOUR) -
     v = cr.astype(np.int32) - 128
     out = np.empty((*y.shape, 3), dtype=np.uint8)
     red = yy + fixed(2 * (1 - kr) * c_scale) * v
-    green = yy - fixed(2 * kb * (1 - kb) / kg * c_scale) * u - fixed(2 * kr * (1 - kr) / kg * c_scale) * v
+    green = (
+        yy
+        - fixed(2 * kb * (1 - kb) / kg * c_scale) * u
+        - fixed(2 * kr * (1 - kr) / kg * c_scale) * v
+    )
     blue = yy + fixed(2 * (1 - kb) * c_scale) * u
     for channel, value in enumerate((red, green, blue)):
         np.clip(value >> _SHIFT, 0, 255, out=value)
@@ -133,14 +137,20 @@ def _planes(
         y0, u0, v0 = PACKED_FORMATS[fmt]
         _check_length(buffer, stride * (height - 1) + width * 2, fmt, width, height)
         rows = np.lib.stride_tricks.as_strided(buffer, (height, 2 * width), (stride, 1))
-        return rows[:, y0 : 2 * width : 2], rows[:, u0 : 2 * width : 4], rows[:, v0 : 2 * width : 4], 2, 1
+        return (
+            rows[:, y0 : 2 * width : 2],
+            rows[:, u0 : 2 * width : 4],
+            rows[:, v0 : 2 * width : 4],
+            2,
+            1,
+        )
     luma_size = stride * height
     ch = (height + 1) // 2
     if fmt in NV_FORMATS:
         _check_length(buffer, luma_size + stride * ch, fmt, width, height)
         y = buffer[:luma_size].reshape(height, stride)[:, :width]
         uv = buffer[luma_size : luma_size + stride * ch].reshape(ch, stride)
-        cb, cr = uv[:, 0 : width : 2], uv[:, 1 : width : 2]
+        cb, cr = uv[:, 0:width:2], uv[:, 1:width:2]
         return (y, cb, cr, 2, 2) if fmt == "NV12" else (y, cr, cb, 2, 2)
     if fmt in PLANAR_FORMATS:
         cstride = stride // 2
@@ -223,7 +233,7 @@ def jpeg_to_rgb(data: Image | bytes, out_size: tuple[int, int]) -> Image:
 
 
 def luma_size(size: tuple[int, int], longest: int = 160) -> tuple[int, int]:
-    """A small (width, height) with ``size``'s aspect ratio, at most ``longest`` on its long side."""
+    """A small (width, height) with ``size``'s aspect ratio, at most ``longest`` long."""
     width, height = size
     scale = min(1.0, longest / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
@@ -239,4 +249,9 @@ def region_pixels(
     fx, fy, fw, fh = region
     x = min(width - 1, round(fx * width))
     y = min(height - 1, round(fy * height))
-    return x, y, max(1, min(width - x, round(fw * width))), max(1, min(height - y, round(fh * height)))
+    return (
+        x,
+        y,
+        max(1, min(width - x, round(fw * width))),
+        max(1, min(height - y, round(fh * height))),
+    )

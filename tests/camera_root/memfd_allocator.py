@@ -140,7 +140,9 @@ def patch_raw_modes(picamera2_class: Any) -> None:
     def _get_raw_modes(self: Any) -> Any:
         if self.camera.generate_configuration([libcamera.StreamRole.Raw]) is not None:
             return original(self)
-        formats = self.camera.generate_configuration([libcamera.StreamRole.Viewfinder]).at(0).formats
+        formats = (
+            self.camera.generate_configuration([libcamera.StreamRole.Viewfinder]).at(0).formats
+        )
         return [
             {"format": str(pix), "size": (size.width, size.height)}
             for pix in formats.pixel_formats

@@ -47,7 +47,7 @@ PISP_METADATA = ("SensorTimestamp", "ExposureTime")
 class FakeColourSpace:
     """The two fields of libcamera.ColorSpace the adapter reads, spelt as pybind prints them."""
 
-    ycbcrEncoding: str = "YcbcrEncoding.Rec601"  # noqa: N815 (libcamera's name)
+    ycbcrEncoding: str = "YcbcrEncoding.Rec601"
     range: str = "Range.Full"
 
 
@@ -415,7 +415,11 @@ class FakePicamera2:
             if rig.offers is not None and stream["format"] not in rig.offers:
                 stream["format"] = rig.offers[0]
             if rig.sizes is not None and tuple(stream["size"]) not in rig.sizes:
-                stream["size"] = max(rig.sizes, key=lambda s: s[0] * s[1])
+                # The smallest mode covering the request, else the largest.
+                w, h = stream["size"]
+                covering = [s for s in rig.sizes if s[0] >= w and s[1] >= h]
+                area = lambda s: s[0] * s[1]  # noqa: E731
+                stream["size"] = min(covering, key=area) if covering else max(rig.sizes, key=area)
         for name, fmt in rig.adjust_format.items():
             if final.get(name) is not None:
                 final[name]["format"] = fmt
@@ -547,7 +551,7 @@ def _rows(plane: Image, stride: int) -> Image:
 def render_buffer(
     scene: Image, width: int, height: int, fmt: str, stride: int, full_range: bool = True
 ) -> Image:
-    """The flat buffer a camera writes for ``scene`` in a ``fmt`` stream of ``stride`` bytes a row."""
+    """The flat buffer written for ``scene`` in a ``fmt`` stream."""
     rgb = scale_nearest(scene, width, height).astype(np.uint8)
     if fmt == "MJPEG":
         from PIL import Image as PILImage

@@ -510,7 +510,7 @@ def test_a_camera_that_only_has_larger_modes_is_sampled_down_in_software() -> No
     frame, description = read_one(make_source(rig))
     assert frame is not None
     assert_close_rgb_frame(frame.image, *MODEL, 3)
-    assert "main 640x480 YUYV" in description
+    assert "main 320x240 YUYV" in description  # the smallest mode covering 224x224
     assert "sampled to 224x224" in description
 
 
@@ -622,3 +622,60 @@ def test_check_details_name_the_camera_the_format_and_the_conversion() -> None:
     assert details["camera stream"] == "main 224x224 YUYV"
     assert "YUYV to RGB in software" in details["conversion"]
     assert "Y plane" in details["gate luma"]
+
+
+# -- what `edge-daemon check` prints ------------------------------------------
+
+STANDIN = Path(__file__).parent / "standin"
+
+
+@pytest.mark.parametrize(
+    ("kind", "stream", "conversion"),
+    [
+        (
+            "yuyv",
+            "main 320x240 YUYV",
+            "YUYV to RGB in software (sampled to 224x224, BT.601 limited range)",
+        ),
+        ("mjpeg", "main 320x240 MJPEG", "MJPEG to RGB in software (sampled to 224x224, decoded)"),
+        ("pi5", "lores 224x224 BGR888 from main 640x480", "RGB from the camera (no conversion)"),
+    ],
+)
+def test_check_names_the_camera_its_format_and_who_converts(
+    kind: str, stream: str, conversion: str, write_config: Any
+) -> None:
+    from tests.helpers import run_cli
+
+    config = write_config(overrides={"source": {"kind": "picamera2"}})
+    done = run_cli(
+        "check",
+        "--config",
+        str(config),
+        env={"PYTHONPATH": str(STANDIN), "EDGE_DAEMON_FAKE_CAMERA": kind},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = {
+        line.split("  ", 1)[0]: line.split("  ", 1)[1].strip()
+        for line in done.stdout.splitlines()
+        if "  " in line
+    }
+    assert lines["camera stream"] == stream
+    assert lines["conversion"] == conversion
+    assert lines["camera"].startswith("camera0 (")
+
+
+def test_check_fails_in_one_line_on_a_camera_format_it_cannot_read(write_config: Any) -> None:
+    from tests.helpers import run_cli
+
+    config = write_config(overrides={"source": {"kind": "picamera2"}})
+    done = run_cli(
+        "check",
+        "--config",
+        str(config),
+        env={"PYTHONPATH": str(STANDIN), "EDGE_DAEMON_FAKE_CAMERA": "bayer"},
+    )
+    assert done.returncode == 5
+    # (The TFLite runtime prints its own INFO lines on stderr too.)
+    [line] = [x for x in done.stderr.splitlines() if x.startswith("edge-daemon:")]
+    assert "SRGGB10" in line and "cannot read" in line
+    assert "Traceback" not in done.stderr

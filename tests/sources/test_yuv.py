@@ -84,8 +84,12 @@ def test_planar_yuv420_and_yvu420(stride: int) -> None:
     grey_then_red = [padded(np.array([[128, 128]]), half), padded(np.array([[128, 228]]), half)]
     yuv420 = np.concatenate([padded(Y, stride), *grey_then_red])
     yvu420 = np.concatenate([padded(Y, stride), *reversed(grey_then_red)])
-    np.testing.assert_array_equal(yuv.yuv_to_rgb(yuv420, "YUV420", (4, 2), stride, (4, 2)), EXPECTED)
-    np.testing.assert_array_equal(yuv.yuv_to_rgb(yvu420, "YVU420", (4, 2), stride, (4, 2)), EXPECTED)
+    np.testing.assert_array_equal(
+        yuv.yuv_to_rgb(yuv420, "YUV420", (4, 2), stride, (4, 2)), EXPECTED
+    )
+    np.testing.assert_array_equal(
+        yuv.yuv_to_rgb(yvu420, "YVU420", (4, 2), stride, (4, 2)), EXPECTED
+    )
 
 
 @pytest.mark.parametrize(
@@ -124,9 +128,7 @@ def test_luma_is_the_y_plane_sampled_without_colour_work_and_cropped() -> None:
     np.testing.assert_array_equal(yuv.yuv_luma(buffer, "NV12", (8, 4), 8, (4, 2)), luma[1::2, 1::2])
     crop = yuv.region_pixels((8, 4), (0.5, 0.5, 0.5, 0.5))
     assert crop == (4, 2, 4, 2)
-    np.testing.assert_array_equal(
-        yuv.yuv_luma(buffer, "NV12", (8, 4), 8, (2, 1), crop), [[53, 73]]
-    )
+    np.testing.assert_array_equal(yuv.yuv_luma(buffer, "NV12", (8, 4), 8, (2, 1), crop), [[53, 73]])
 
 
 def test_a_short_buffer_is_an_error_naming_the_format_and_size() -> None:
