@@ -5,8 +5,9 @@ Pi 4's lores stream) hands over Y'CbCr or JPEG. These pure NumPy functions
 turn one buffer into an (h, w, 3) uint8 R, G, B image at the size the model
 wants with the least work: the output grid is picked from the buffer by
 nearest-neighbour sampling first (each output pixel reads one luma and one
-chroma sample, no full-resolution plane is ever built), and only those
-samples are converted to RGB, in integer arithmetic. JPEG is decoded by
+chroma sample through byte offsets computed once per stream layout; no
+full-resolution plane is ever built), and only those samples are converted
+to RGB, in integer arithmetic. JPEG is decoded by
 Pillow at the smallest DCT scale that still covers the output size.
 
 Buffers are what picamera2's ``make_buffer()`` returns: the stream's whole
@@ -16,6 +17,7 @@ bytes long (Y'CbCr 4:2:0 planar formats: the chroma rows are ``stride // 2``).
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from typing import Optional
@@ -129,39 +131,48 @@ def _check_length(buffer: Image, needed: int, fmt: str, width: int, height: int)
         )
 
 
-def _planes(
-    buffer: Image, fmt: str, width: int, height: int, stride: int
-) -> tuple[Image, Image, Image, int, int]:
-    """Y', Cb and Cr views of a buffer (no copy) and the chroma subsampling (x, y)."""
+@functools.lru_cache(maxsize=16)
+def _offsets(
+    fmt: str,
+    size: tuple[int, int],
+    stride: int,
+    out_size: tuple[int, int],
+    crop: Optional[tuple[int, int, int, int]],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp], int]:
+    """Byte offsets in the buffer of each output pixel's Y', Cb and Cr, and the bytes needed.
+
+    Computed once per stream layout (cached): a frame is then three gathers.
+    """
+    width, height = size
+    x0, y0, cw, ch = crop if crop is not None else (0, 0, width, height)
+    rows = (y0 + sample_indices(ch, out_size[1]))[:, None]
+    cols = (x0 + sample_indices(cw, out_size[0]))[None, :]
+    luma_bytes = stride * height
     if fmt in PACKED_FORMATS:
-        y0, u0, v0 = PACKED_FORMATS[fmt]
-        _check_length(buffer, stride * (height - 1) + width * 2, fmt, width, height)
-        rows = np.lib.stride_tricks.as_strided(buffer, (height, 2 * width), (stride, 1))
-        return (
-            rows[:, y0 : 2 * width : 2],
-            rows[:, u0 : 2 * width : 4],
-            rows[:, v0 : 2 * width : 4],
-            2,
-            1,
-        )
-    luma_size = stride * height
-    ch = (height + 1) // 2
-    if fmt in NV_FORMATS:
-        _check_length(buffer, luma_size + stride * ch, fmt, width, height)
-        y = buffer[:luma_size].reshape(height, stride)[:, :width]
-        uv = buffer[luma_size : luma_size + stride * ch].reshape(ch, stride)
-        cb, cr = uv[:, 0:width:2], uv[:, 1:width:2]
-        return (y, cb, cr, 2, 2) if fmt == "NV12" else (y, cr, cb, 2, 2)
-    if fmt in PLANAR_FORMATS:
+        y_at, u_at, v_at = PACKED_FORMATS[fmt]
+        pair = rows * stride + (cols // 2) * 4
+        y, u, v = rows * stride + cols * 2 + y_at, pair + u_at, pair + v_at
+        needed = stride * (height - 1) + width * 2
+    elif fmt in NV_FORMATS:
+        pair = luma_bytes + (rows // 2) * stride + (cols // 2) * 2
+        y, u, v = rows * stride + cols, pair, pair + 1
+        if fmt == "NV21":
+            u, v = v, u
+        needed = luma_bytes + stride * ((height + 1) // 2)
+    elif fmt in PLANAR_FORMATS:
         cstride = stride // 2
-        chroma = cstride * ch
-        _check_length(buffer, luma_size + 2 * chroma, fmt, width, height)
-        y = buffer[:luma_size].reshape(height, stride)[:, :width]
-        first = buffer[luma_size : luma_size + chroma].reshape(ch, cstride)[:, : (width + 1) // 2]
-        second = buffer[luma_size + chroma : luma_size + 2 * chroma].reshape(ch, cstride)
-        second = second[:, : (width + 1) // 2]
-        return (y, first, second, 2, 2) if fmt == "YUV420" else (y, second, first, 2, 2)
-    raise ValueError(f"{fmt} is not a Y'CbCr format ({', '.join(YUV_FORMATS)})")
+        plane = cstride * ((height + 1) // 2)
+        at = (rows // 2) * cstride + cols // 2
+        y, u, v = rows * stride + cols, luma_bytes + at, luma_bytes + plane + at
+        if fmt == "YVU420":
+            u, v = v, u
+        needed = luma_bytes + 2 * plane
+    else:
+        raise ValueError(f"{fmt} is not a Y'CbCr format ({', '.join(YUV_FORMATS)})")
+    arrays = tuple(np.ascontiguousarray(a, dtype=np.intp) for a in (y, u, v))
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays[0], arrays[1], arrays[2], needed
 
 
 def yuv_to_rgb(
@@ -177,14 +188,9 @@ def yuv_to_rgb(
     ``size`` is the buffer's (width, height) and ``stride`` its bytes per
     luma row. Only the output's samples are read and converted.
     """
-    width, height = size
-    y, cb, cr, sx, sy = _planes(buffer, fmt, width, height, stride)
-    rows = sample_indices(height, out_size[1])
-    cols = sample_indices(width, out_size[0])
-    crow, ccol = rows // sy, cols // sx
-    return ycbcr_to_rgb(
-        y[rows[:, None], cols], cb[crow[:, None], ccol], cr[crow[:, None], ccol], colour
-    )
+    y, u, v, needed = _offsets(fmt, tuple(size), stride, tuple(out_size), None)
+    _check_length(buffer, needed, fmt, *size)
+    return ycbcr_to_rgb(buffer[y], buffer[u], buffer[v], colour)
 
 
 def yuv_luma(
@@ -199,12 +205,9 @@ def yuv_luma(
 
     ``crop`` (x, y, width, height in the buffer's pixels) limits it to a region.
     """
-    width, height = size
-    y = _planes(buffer, fmt, width, height, stride)[0]
-    x0, y0, cw, ch = crop if crop is not None else (0, 0, width, height)
-    rows = y0 + sample_indices(ch, out_size[1])
-    cols = x0 + sample_indices(cw, out_size[0])
-    return np.ascontiguousarray(y[rows[:, None], cols])
+    y, _u, _v, needed = _offsets(fmt, tuple(size), stride, tuple(out_size), crop)
+    _check_length(buffer, needed, fmt, *size)
+    return buffer[y]
 
 
 def jpeg_to_rgb(data: Image | bytes, out_size: tuple[int, int]) -> Image:

@@ -1,6 +1,10 @@
-"""Test-root shims under picamera2: memfd frame buffers, and sensor modes for a camera without raw.
+"""The camera test root's stand-ins under picamera2 for what this machine and the virtual camera lack.
 
-1. MemfdAllocator, a stand-in for picamera2's DmaAllocator.
+Installed by ``edge_daemon_test_shims.pth`` in the test root's venv only
+(scripts/camera-check.sh copies them there); nothing under edge_daemon/
+imports or knows them. On a Raspberry Pi none of them is needed.
+
+1. MemfdAllocator, a stand-in for picamera2's DmaAllocator (no DMA heap here).
 
 picamera2 allocates every frame buffer from a DMA heap (/dev/dma_heap/*),
 which this machine's kernel does not have (nor udmabuf). This allocator
@@ -21,18 +25,29 @@ virtual camera answers None and Picamera2() fails with "'NoneType' object has
 no attribute 'at'". For such a camera the modes are read from a viewfinder
 configuration instead (picamera2 only uses their sizes for a non-Pi camera).
 
-Both are installed by ``edge_daemon_test_shims.pth`` (in the test root's venv
-only): when ``picamera2.picamera2`` has been imported, its ``DmaAllocator``
-name is pointed at MemfdAllocator and ``Picamera2._get_raw_modes`` is
-wrapped. Nothing under edge_daemon/ knows about either.
+3. The media-device lock. libcamera makes a camera one process's at a time
+by locking its media device (lockf on /dev/mediaN) in Camera::acquire(); a
+second process gets EBUSY, which python3-libcamera raises as "Failed to
+acquire camera: Device or resource busy". This kernel has no media bus and
+the virtual camera no media device, so nothing is locked and two processes
+could share the camera. The stand-in takes the same kind of lock on a file
+under /run/edge-daemon-test after Picamera2 acquires the camera, raising
+libcamera's error when another process holds it; the kernel drops the lock
+when the process ends, as it drops the real one.
+
+All three are applied when ``picamera2.picamera2`` has been imported: its
+``DmaAllocator`` name is pointed at MemfdAllocator, and
+``Picamera2._get_raw_modes``, ``_open_camera`` and ``close`` are wrapped.
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib.abc
 import importlib.machinery
 import mmap
 import os
+import re
 import sys
 from typing import Any, Optional, Sequence
 
@@ -152,6 +167,40 @@ def patch_raw_modes(picamera2_class: Any) -> None:
     picamera2_class._get_raw_modes = _get_raw_modes
 
 
+LOCK_DIR = "/run/edge-daemon-test"
+
+
+def patch_camera_lock(picamera2_class: Any) -> None:
+    open_camera = picamera2_class._open_camera
+    close = picamera2_class.close
+
+    def _open_camera(self: Any) -> None:
+        open_camera(self)  # acquires the camera (exclusive within this process)
+        os.makedirs(LOCK_DIR, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9]+", "_", str(self.camera.id))
+        fd = os.open(f"{LOCK_DIR}/media-{name}.lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            self.camera.release()
+            self.is_open = False
+            raise RuntimeError("Failed to acquire camera: Device or resource busy") from None
+        self._media_lock_fd = fd
+
+    def _close(self: Any) -> None:
+        try:
+            close(self)
+        finally:
+            fd = getattr(self, "_media_lock_fd", None)
+            if fd is not None:
+                self._media_lock_fd = None
+                os.close(fd)
+
+    picamera2_class._open_camera = _open_camera
+    picamera2_class.close = _close
+
+
 class _PatchAfterImport(importlib.abc.MetaPathFinder):
     """Points picamera2.picamera2.DmaAllocator at MemfdAllocator once that module is loaded."""
 
@@ -170,6 +219,7 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder):
             exec_module(module)
             module.DmaAllocator = make_allocator_class()
             patch_raw_modes(module.Picamera2)
+            patch_camera_lock(module.Picamera2)
 
         loader.exec_module = exec_and_patch  # type: ignore[method-assign]
         return spec
