@@ -24,6 +24,7 @@ none of them. Prints the figures (versions, formats, frames, times) as
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -132,10 +133,8 @@ def log_lines(config: Path) -> list[dict[str, Any]]:
         return []
     lines = []
     for line in path.read_text().splitlines():
-        try:
+        with contextlib.suppress(ValueError):  # a line being written
             lines.append(json.loads(line))
-        except ValueError:
-            pass  # a line being written
     return lines
 
 

@@ -1,4 +1,4 @@
-"""The camera test root's stand-ins under picamera2 for what this machine and the virtual camera lack.
+"""The camera test root's stand-ins under picamera2: what this kernel and the virtual camera lack.
 
 Installed by ``edge_daemon_test_shims.pth`` in the test root's venv only
 (scripts/camera-check.sh copies them there); nothing under edge_daemon/
