@@ -552,7 +552,10 @@ def _reason(exc: BaseException) -> str:
         text = " ".join(str(current).split()).rstrip(".") or type(current).__name__
         if text not in parts:
             parts.append(text)
-        current = current.__cause__ or current.__context__
+        if current.__cause__ is not None:
+            current = current.__cause__
+        else:  # `raise ... from None` hides the context on purpose
+            current = None if current.__suppress_context__ else current.__context__
     line = ": ".join(parts)
     return line if len(line) <= 300 else line[:297] + "..."
 
