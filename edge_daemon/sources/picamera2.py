@@ -138,6 +138,10 @@ class Picamera2Source:
         self._luma: Optional[_Stream] = None  # the stream Frame.luma comes from
         self._luma_crop: Optional[tuple[int, int, int, int]] = None
         self._luma_size = (0, 0)
+        # preprocess.region cropped by the ISP into lores (Pi 5): frames then
+        # come from main (the whole view, converted in software) and Frame.roi
+        # is lores.
+        self._whole: Optional[_Stream] = None
         self._origin = ""
         self._model_name = ""
         self._seq = 0
@@ -199,8 +203,10 @@ class Picamera2Source:
         if camera is None or frames is None:
             raise SourceError(f"{self.name}: the camera is not open; call open() first")
         luma_stream = self._luma
+        whole = self._whole
         started = time.perf_counter()
         luma_raw: Any = None
+        whole_raw: Any = None
         try:
             # The configuration has queue=False: this waits for a frame that
             # completes after the call, never one that sat in the queue while
@@ -212,9 +218,13 @@ class Picamera2Source:
                     raw = request.make_array(frames.name)
                 else:
                     raw = request.make_buffer(frames.name)
+                if whole is not None:
+                    whole_raw = request.make_buffer(whole.name)
                 if luma_stream is not None:
                     luma_raw = (
-                        raw
+                        whole_raw
+                        if whole is not None and luma_stream.name == whole.name
+                        else raw
                         if luma_stream.name == frames.name
                         else request.make_buffer(luma_stream.name)
                     )
@@ -232,6 +242,9 @@ class Picamera2Source:
             raise SourceError(f"{self.name}: capture failed: {_reason(exc)}") from exc
         captured_at = _captured_at(metadata)
         image = self._to_rgb(raw, frames)
+        roi = None
+        if whole is not None:
+            roi, image = image, self._to_rgb(whole_raw, whole)
         luma = self._to_luma(luma_raw, luma_stream) if luma_stream is not None else None
         self._seq += 1
         return Frame(
@@ -240,6 +253,7 @@ class Picamera2Source:
             seq=self._seq,
             captured_at=captured_at,
             capture_ms=(time.perf_counter() - started) * 1000.0,
+            roi=roi,
             luma=luma,
         )
 
@@ -248,6 +262,7 @@ class Picamera2Source:
         camera, self._camera = self._camera, None
         self._frames = None
         self._luma = None
+        self._whole = None
         if camera is None:
             return
         for step in ("stop", "close"):
@@ -285,7 +300,12 @@ class Picamera2Source:
         frames = self._frames
         luma = self._luma
         region = "the whole frame"
-        if self._region is not None:
+        if self._region is not None and self._whole is not None:
+            region = (
+                "cropped by the ISP (lores ScalerCrops); the whole frame for snapshots from"
+                f" {self._whole.text()}, converted in software"
+            )
+        elif self._region is not None:
             region = "cropped in software by the pipeline (no ISP crop for this stream)"
         return {
             "camera": f"{self.name}" + (f" ({self._model_name})" if self._model_name else ""),
@@ -358,6 +378,8 @@ class Picamera2Source:
                 if chosen.fmt in READABLE:
                     main = _stream(camera, "main")
                     self._use(chosen, main, f" from main {main.size[0]}x{main.size[1]}")
+                    if self._region is not None and main.fmt in yuv.FORMATS:
+                        self._crop_lores(camera, main)
                     return
                 log.info("%s: the lores stream came back as %s; trying main", self.name, chosen.fmt)
         # main itself at the model size (not aligned: alignment would move 224
@@ -397,6 +419,7 @@ class Picamera2Source:
             )
         self._frames = frames
         self._origin = origin
+        self._whole = None
         self._luma = None
         if self._want_luma:
             # The larger Y'CbCr stream sees the most detail; both are the same frame.
@@ -406,6 +429,36 @@ class Picamera2Source:
                 self._luma = luma
                 self._luma_crop = yuv.region_pixels(luma.size, self._region)
                 self._luma_size = yuv.luma_size(self._luma_crop[2:], _LUMA_LONGEST)
+
+    def _crop_lores(self, camera: Any, main: _Stream) -> None:
+        """Have the ISP crop preprocess.region into lores (Pi 5's per-stream ScalerCrops).
+
+        main keeps its own crop (what picamera2 set: the aspect-preserving
+        one), so snapshots still show the whole view. Without the control
+        (Pi 4, older libcamera) the pipeline crops in software instead.
+        """
+        controls = getattr(camera, "camera_controls", None) or {}
+        if self._region is None or "ScalerCrops" not in controls:
+            return
+        try:
+            main_crop = tuple(int(v) for v in controls["ScalerCrops"][0])
+            mx, my, mw, mh = main_crop
+            fx, fy, fw, fh = self._region
+            crop = (
+                mx + round(fx * mw),
+                my + round(fy * mh),
+                max(2, round(fw * mw)),
+                max(2, round(fh * mh)),
+            )
+            camera.set_controls({"ScalerCrops": [main_crop, crop]})
+        except Exception as exc:
+            log.info("%s: no ISP crop for the region (%s); cropping in software", self.name, exc)
+            return
+        self._whole = main
+        if self._luma is not None:  # the gate looks at the region of main's Y plane
+            self._luma = main
+            self._luma_crop = yuv.region_pixels(main.size, self._region)
+            self._luma_size = yuv.luma_size(self._luma_crop[2:], _LUMA_LONGEST)
 
     def _controls(self, camera: Any) -> dict[str, Any]:
         """FrameDurationLimits for cfg.fps (min = max pins the rate), when the camera has it."""

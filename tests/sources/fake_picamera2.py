@@ -76,6 +76,10 @@ def _default_controls() -> dict[str, tuple[Any, Any, Any]]:
         "FrameDurationLimits": (33333, 120000, 33333),
         "ExposureTime": (26, 112015443, 20000),
         "NoiseReductionMode": (0, 4, 0),
+        # Pi 5: per-stream crops, [main, lores] (picamera2 reads [0] as main's
+        # aspect-preserving crop); the whole sensor here.
+        "ScalerCrop": ((0, 0, 64, 64), (0, 0, 4608, 2592), (0, 0, 4608, 2592)),
+        "ScalerCrops": ((0, 0, 4608, 2592), (0, 0, 4608, 2592), (0, 0, 4608, 2592)),
     }
 
 
@@ -173,7 +177,21 @@ class FakeRequest:
             return np.zeros((h, w), dtype=np.uint8)
         if stream["format"] not in ARRAY_FORMATS:
             raise RuntimeError("Format " + stream["format"] + " not supported")
-        return render(rig.image, w, h, stream["format"], rig.full_range)
+        return render(self._view(name), w, h, stream["format"], rig.full_range)
+
+    def _view(self, name: str) -> Image:
+        """What stream ``name`` sees: the scene, or the part the ISP crops into lores."""
+        rig = self.camera._rig
+        crop = self.camera.lores_crop
+        if name != "lores" or crop is None:
+            return rig.image
+        sw, sh = rig.sensor_resolution
+        ih, iw = rig.image.shape[:2]
+        x, y, w, h = crop
+        view: Image = rig.image[
+            y * ih // sh : (y + h) * ih // sh, x * iw // sw : (x + w) * iw // sw
+        ]
+        return view
 
     def make_buffer(self, name: str) -> Image:
         """The stream's whole buffer, flat: planes one after the other, rows ``stride`` long."""
@@ -182,7 +200,9 @@ class FakeRequest:
         w, h = stream["size"]
         if rig.bad_arrays:
             return np.zeros(16, dtype=np.uint8)
-        return render_buffer(rig.image, w, h, stream["format"], stream["stride"], rig.full_range)
+        return render_buffer(
+            self._view(name), w, h, stream["format"], stream["stride"], rig.full_range
+        )
 
     def get_metadata(self) -> dict[str, Any]:
         values = {"SensorTimestamp": self.timestamp, "ExposureTime": 20000}
@@ -222,6 +242,8 @@ class FakePicamera2:
         self.capture_calls: list[tuple[Any, Any]] = []  # (wait, flush)
         self.pending_jobs: list[tuple[Any, Any]] = []  # captures queued past their wait
         self.cancel_count = 0
+        self.controls_set: list[dict[str, Any]] = []  # set_controls() calls
+        self.lores_crop: Optional[tuple[int, int, int, int]] = None  # sensor pixels
         rig.instances.append(self)
         # Like the real one: the camera index is looked up first (IndexError),
         # and a failed acquire surfaces as a generic RuntimeError whose context
@@ -436,6 +458,14 @@ class FakePicamera2:
 
     def camera_configuration(self) -> Optional[dict[str, Any]]:
         return self.camera_config
+
+    def set_controls(self, controls: dict[str, Any]) -> None:
+        for key in controls:
+            if key not in self._rig.controls:
+                raise RuntimeError(f"Control {key} is not advertised by libcamera")
+        self.controls_set.append(dict(controls))
+        if "ScalerCrops" in controls:
+            self.lores_crop = tuple(controls["ScalerCrops"][1])
 
     def stream_configuration(self, name: str = "main") -> dict[str, Any]:
         if self.camera_config is None:

@@ -679,3 +679,51 @@ def test_check_fails_in_one_line_on_a_camera_format_it_cannot_read(write_config:
     [line] = [x for x in done.stderr.splitlines() if x.startswith("edge-daemon:")]
     assert "SRGGB10" in line and "cannot read" in line
     assert "Traceback" not in done.stderr
+
+
+# -- preprocess.region --------------------------------------------------------
+
+
+def test_on_a_pi5_the_isp_crops_the_region_and_the_frame_stays_whole() -> None:
+    rig = FakeRig(image=scene(), platform=Platform.PISP)
+    source = make_source(rig, luma=True, region=(0.5, 0.0, 0.5, 1.0), width=640, height=480)
+    source.open()
+    try:
+        frame = source.read()
+        details = source.details()
+    finally:
+        source.close()
+    assert frame is not None
+    cam = only_camera(rig)
+    [controls] = cam.controls_set
+    assert controls["ScalerCrops"] == [(0, 0, 4608, 2592), (2304, 0, 2304, 2592)]
+    # roi: the right half, at the model size, RGB from the ISP.
+    assert frame.roi is not None
+    assert frame.roi.shape == (*MODEL, 3)
+    assert np.abs(frame.roi.astype(int) - np.array(RIGHT)).max() == 0
+    # image: still the whole view (for snapshots), from main in software.
+    assert_close_rgb_frame(frame.image, *MODEL, 3)
+    # luma: the region of main's Y plane.
+    assert frame.luma is not None
+    y_right = 0.299 * RIGHT[0] + 0.587 * RIGHT[1] + 0.114 * RIGHT[2]
+    assert np.abs(frame.luma.astype(float) - y_right).max() <= 1
+    assert details["region"].startswith("cropped by the ISP")
+
+
+@pytest.mark.parametrize("platform", [Platform.VC4, None])
+def test_without_per_stream_crops_the_region_is_left_to_the_pipeline(
+    platform: Optional[Platform],
+) -> None:
+    rig = FakeRig(image=scene(), platform=platform)
+    source = make_source(rig, region=(0.5, 0.0, 0.5, 1.0))
+    source.open()
+    try:
+        frame = source.read()
+        details = source.details()
+    finally:
+        source.close()
+    assert frame is not None
+    assert frame.roi is None
+    assert_rgb_frame(frame.image, *MODEL)  # the whole frame, RGB from the camera
+    assert details["region"].startswith("cropped in software")
+    assert only_camera(rig).controls_set == []
