@@ -3,7 +3,7 @@
 With this folder first on PYTHONPATH, ``edge-daemon`` run as a user would
 meets a USB webcam (or whatever EDGE_DAEMON_FAKE_CAMERA names) instead of
 real hardware: ``yuyv`` (default), ``mjpeg``, ``nv12``, ``bayer`` (a format
-edge-daemon cannot read) or ``pi5``.
+edge-daemon cannot read), ``busy`` (held by another process) or ``pi5``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ _KINDS: dict[str, dict[str, Any]] = {
     "nv12": {**_WEBCAM, "offers": ("NV12",)},
     "bayer": {**_WEBCAM, "offers": ("YUYV",), "adjust_format": {"main": "SRGGB10"}},
     "pi5": {"platform": Platform.PISP},
+    "busy": {**_WEBCAM, "offers": ("YUYV",), "busy": True},
 }
 
 rig = FakeRig(image=_scene, **_KINDS[os.environ.get("EDGE_DAEMON_FAKE_CAMERA", "yuyv")])
