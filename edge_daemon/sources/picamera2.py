@@ -220,14 +220,14 @@ class Picamera2Source:
                     raw = request.make_buffer(frames.name)
                 if whole is not None:
                     whole_raw = request.make_buffer(whole.name)
-                if luma_stream is not None:
-                    luma_raw = (
-                        whole_raw
-                        if whole is not None and luma_stream.name == whole.name
-                        else raw
-                        if luma_stream.name == frames.name
-                        else request.make_buffer(luma_stream.name)
-                    )
+                if luma_stream is None:
+                    pass
+                elif whole is not None and luma_stream.name == whole.name:
+                    luma_raw = whole_raw
+                elif luma_stream.name == frames.name:
+                    luma_raw = raw
+                else:
+                    luma_raw = request.make_buffer(luma_stream.name)
                 metadata = _metadata(request)
         except _TIMEOUTS:
             # The capture job stays queued in picamera2 after its wait expires;
@@ -291,9 +291,9 @@ class Picamera2Source:
         if frames.rgb:
             return "RGB from the camera (no conversion)"
         w, h = self._model_size
-        sampled = "" if frames.size == (w, h) else f" sampled to {w}x{h},"
-        what = "decoded" if frames.fmt in yuv.JPEG_FORMATS else f"{frames.colour.describe()}"
-        return f"{frames.fmt} to RGB in software ({sampled.strip()} {what})".replace("( ", "(")
+        parts = [] if frames.size == (w, h) else [f"sampled to {w}x{h}"]
+        parts.append("decoded" if frames.fmt in yuv.JPEG_FORMATS else frames.colour.describe())
+        return f"{frames.fmt} to RGB in software ({', '.join(parts)})"
 
     def details(self) -> dict[str, str]:
         """What ``edge-daemon check`` prints about an open camera."""
