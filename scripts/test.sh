@@ -96,8 +96,8 @@ fi
 # The real camera stack (scripts/camera-check.sh): picamera2 from PyPI over
 # libcamera's virtual camera playing a fixture photo, in a Debian unstable
 # root cached in /var/cache/edge-daemon-camera (keyed by its recipe). In the
-# background too, reported before the benchmark. About 7 minutes with a fresh
-# root, 1-2 with the cached one.
+# background too, reported before the benchmark. About 10 minutes with a fresh
+# root (9 of them building it), under half a minute with the cached one.
 cam_pid=""
 cam_log=""
 stop_camera_check() {
