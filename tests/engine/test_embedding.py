@@ -109,6 +109,13 @@ def test_the_rewrite_only_adds_an_output(name: str) -> None:
     assert [(o.op, o.inputs, o.outputs) for o in after.operators] == [
         (o.op, o.inputs, o.outputs) for o in before.operators
     ]
+    # Every weight is where its tensor says, byte for byte, still 16-byte aligned.
+    for t in before.tensors:
+        old, moved = before.buffer_data(data, t.index), after.buffer_data(new, t.index)
+        assert (old is None) == (moved is None)
+        if old is not None and moved is not None:
+            assert new[moved[0] : moved[0] + moved[1]] == data[old[0] : old[0] + old[1]]
+            assert (moved[0] - old[0]) % 16 == 0
     # Metadata (normalisation, packed labels) reads the same from the new bytes.
     old_info, new_info = read_model_file(data), read_model_file(new)
     assert new_info.labels_text == old_info.labels_text
