@@ -18,12 +18,14 @@ def write_synced(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
-def replace_file(path: str, data: bytes, mode: int = 0o644) -> None:
+def replace_file(path: str, data: bytes, mode: int = 0o644, *, sync: bool = True) -> None:
     """Put ``data`` at ``path`` whole: a temporary file beside it, fsync, rename.
 
     After a kill or power cut ``path`` holds the old contents or the new ones,
-    never part of either. The temporary name ends in ``.tmp`` (``sweep_tmp``
-    removes what a kill left behind). Raises OSError with nothing left behind.
+    never part of either. The temporary name ends in ``.tmp``. ``sync=False``
+    skips the fsync, for caches: a kill still leaves old or new contents, a
+    power cut may leave an empty file (which a cache reader must treat as
+    missing). Raises OSError with nothing left behind.
     """
     import contextlib
 
@@ -31,7 +33,12 @@ def replace_file(path: str, data: bytes, mode: int = 0o644) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
         try:
-            write_synced(fd, data)
+            if sync:
+                write_synced(fd, data)
+            else:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
         os.replace(tmp, path)

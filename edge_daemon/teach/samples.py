@@ -422,8 +422,8 @@ class SampleStore:
         a full disk only costs embedding it again next time)."""
         buf = io.BytesIO()
         np.save(buf, np.asarray(vec, dtype=np.float32).reshape(-1), allow_pickle=False)
-        with contextlib.suppress(OSError):
-            replace_file(self._embedding_path(sample, model_sha256), buf.getvalue())
+        with contextlib.suppress(OSError):  # a cache: no fsync (one per sample on an SD card)
+            replace_file(self._embedding_path(sample, model_sha256), buf.getvalue(), sync=False)
 
     def embedded_by(self, sample: Sample) -> set[str]:
         """The keys (sha256 prefixes) of the base models this sample has embeddings by."""
