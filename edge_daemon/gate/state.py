@@ -130,7 +130,7 @@ class ChangeGate:
         assert plane is not None
         change = det.compare(plane)
         self.ratio = change.ratio
-        if change.ratio >= self.peak:
+        if change.ratio > self.peak:
             self.peak = change.ratio
             det.keep_peak()
         if change.first:
