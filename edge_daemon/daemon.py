@@ -12,6 +12,7 @@ SIGTERM/SIGINT stop cleanly (exit 0), SIGHUP reloads the config and model.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -31,7 +32,7 @@ from .gate import ChangeGate, GateSettings
 from .journal import journal_fields
 from .outputs import SINKS
 from .pipeline import Classifier, Result
-from .sinks.base import Classified, EventNotice, ModelInfo, Sink, SinkContext
+from .sinks.base import Classified, EventNotice, ModelInfo, Sink, SinkContext, Skipped
 from .sinks.prediction_log import iso_utc
 from .sources import make_source
 from .sources.base import Frame
@@ -111,6 +112,11 @@ def model_info(model: LoadedModel) -> ModelInfo:
         width=model.input.width,
         height=model.input.height,
     )
+
+
+def _region_dict(cfg: Config) -> Optional[dict[str, float]]:
+    region = cfg.preprocess.region
+    return dataclasses.asdict(region) if region is not None else None
 
 
 class Daemon:
@@ -328,7 +334,10 @@ class Daemon:
         if not self.change_gate.check(
             frame, self.cfg.preprocess.region, now, tracker is not None and tracker.any_open()
         ):
-            return  # skipped by the gate: not classified, not reported
+            skipped = Skipped(frame.name, frame.captured_at, frame.image)
+            for sink in self._sink_list:
+                sink.skipped(skipped)  # the live view only: no result, no report
+            return
         result = self.classifier.classify(frame.image, frame.roi)
         self.frames += 1
         self.last_result = result
@@ -495,6 +504,7 @@ class Daemon:
             "outputs": {name: sink.health().as_dict() for name, sink in self.sinks.items()},
             "events": self.tracker.status() if self.tracker is not None else None,
             "gate": self.change_gate.report(),
+            "region": _region_dict(self.cfg),
         }
 
     def _write_status(self, force: bool = False) -> None:
