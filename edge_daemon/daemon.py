@@ -28,7 +28,7 @@ from .engine.runtimes import load_runtime
 from .errors import ConfigError, EdgeDaemonError
 from .events.engine import rules_for, tracker_for
 from .events.rules import Tracker
-from .gate import ChangeGate, GateSettings
+from .gate import ChangeGate
 from .journal import journal_fields
 from .outputs import SINKS
 from .pipeline import Classifier, Result
@@ -151,7 +151,7 @@ class Daemon:
         self.capture: Optional[CaptureThread] = None
         self.sinks: dict[str, Sink] = {}
         self.tracker: Optional[Tracker] = None
-        self.change_gate = ChangeGate(GateSettings.from_config(cfg.gate))
+        self.change_gate = ChangeGate(cfg.gate)
         self._frame_size: Optional[tuple[int, int]] = None  # (width, height) of the last frame
         self._notices: tuple[EventNotice, ...] = ()  # events ended by a reload, not yet sent
         self._sink_list: tuple[Sink, ...] = ()
@@ -563,7 +563,7 @@ class Daemon:
         self.tracker, ended = tracker_for(self.tracker, rules, cfg, model.name, model.sha256)
         self._notices += ended
         if (cfg.gate, cfg.preprocess.region) != (old_cfg.gate, old_cfg.preprocess.region):
-            self.change_gate = self.change_gate.successor(GateSettings.from_config(cfg.gate))
+            self.change_gate = self.change_gate.successor(cfg.gate)
         self._use_model(model, cfg)
         if capture is not None:
             self._replace_capture(capture)

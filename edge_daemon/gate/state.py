@@ -22,7 +22,6 @@ open event, else ``watching`` (``off`` when the gate is off).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 import numpy as np
@@ -35,31 +34,8 @@ GateStateName = Literal["off", "watching", "active"]
 ACTIVE_REASONS = frozenset({"motion", "hold", "event"})
 
 
-@dataclass(frozen=True)
-class GateSettings:
-    """The ``gate`` section's numbers, as the state machine uses them."""
-
-    mode: Literal["off", "motion"] = "off"
-    pixel_threshold: int = 25
-    area_threshold: float = 0.005
-    adapt_rate: float = 0.05
-    lighting_threshold: float = 0.6
-    keepalive: float = 60.0
-    hold: float = 2.0
-    sample_width: int = 160
-
-    @classmethod
-    def from_config(cls, g: GateConfig) -> GateSettings:
-        return cls(
-            g.mode,
-            g.pixel_threshold,
-            g.area_threshold,
-            g.adapt_rate,
-            g.lighting_threshold,
-            g.keepalive,
-            g.hold,
-            g.sample_width,
-        )
+# The gate's settings are the ``gate`` section itself (defaults and bounds live there).
+GateSettings = GateConfig
 
 
 class ChangeGate:
