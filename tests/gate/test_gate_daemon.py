@@ -110,19 +110,19 @@ def test_the_region_is_what_the_model_sees(
     # A small parrot (15% of the width) in the bottom right corner of a cat photo.
     frame = photo("cat_720p.jpg", (640, 480)).copy()
     frame[298:472, 536:632] = photo("parrot.jpg", (96, 174))
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    Image.fromarray(frame).save(folder / "corner.bmp")
+    folder = write_frames([frame] * 3, tmp_path / "frames")
     corner = {"x": 0.78, "y": 0.55, "width": 0.22, "height": 0.45}
-    _, _, whole_lines = run_once(write_config, tmp_path, folder, "whole")
+    whole, _, whole_lines = run_once(write_config, tmp_path, folder, "whole")
     near, status, near_lines = run_once(
         write_config, tmp_path, folder, "region", preprocess={"region": corner}
     )
-    assert first_name(whole_lines[0]["predictions"][0]["label"]) == "Egyptian cat"
-    assert first_name(near_lines[0]["predictions"][0]["label"]) == "macaw"
+    assert {first_name(line["predictions"][0]["label"]) for line in whole_lines} == {"Egyptian cat"}
+    assert {first_name(line["predictions"][0]["label"]) for line in near_lines} == {"macaw"}
+    assert whole == [] and [first_name(e["label"]) for e in near] == ["macaw"]
     assert status["region"] == corner
-    # The snapshot keeps the whole frame, not the region.
-    assert near == []  # one frame: fewer than min_frames
+    # The event's snapshot is the whole frame, not the region the model saw.
+    with Image.open(tmp_path / "region" / "events" / near[0]["snapshot"]) as snapshot:
+        assert snapshot.size == (640, 480)
 
 
 def test_check_says_how_the_gate_samples_and_the_region(write_config: Callable[..., Path]) -> None:
