@@ -503,7 +503,7 @@ class Daemon:
             "last_error_at": self.last_error_at,
             "outputs": {name: sink.health().as_dict() for name, sink in self.sinks.items()},
             "events": self.tracker.status() if self.tracker is not None else None,
-            "gate": self.change_gate.report(),
+            "gate": self.change_gate.report(time.monotonic()),
             "region": _region_dict(self.cfg),
         }
 

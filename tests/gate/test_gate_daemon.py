@@ -100,6 +100,13 @@ def test_events_with_the_gate_on_are_those_with_it_off(
     assert [line["frame"] for line in on_lines] == list(range(1, len(on_lines) + 1))
     logged = {Path(line["image"]).name for line in on_lines}
     assert "0000.bmp" in logged and not logged & {f"{n:04d}.bmp" for n in range(1, 13)}
+    # edge-daemon status says it too (the daemon has stopped: exit 2, the lines still shown).
+    shown = run_cli("status", "--config", str(tmp_path / "on.yaml"))
+    line = next(x for x in shown.stdout.splitlines() if x.startswith("gate"))
+    classified, seen = gate["frames_classified"], gate["frames_seen"]
+    share = f"{gate['skipped_share'] * 100:.1f}% skipped"
+    assert f"{classified} of {seen} frames classified, {share}" in line
+    assert line.endswith("in software (a sample of the RGB region)")
     assert off_status["gate"]["state"] == "off"
     assert off_status["gate"]["frames_classified"] == off_status["gate"]["frames_seen"]
 

@@ -27,7 +27,7 @@ def test_a_still_scene_is_classified_only_at_start_and_at_each_keepalive() -> No
     assert [r for _, r in classified[1:]] == ["keepalive"] * 59
     assert [t for t, _ in classified[1:4]] == [60.0, 120.0, 180.0]
     assert g.state == "watching"
-    report = g.report()
+    report = g.report(0.0)
     assert report["frames_seen"] == 7200 and report["frames_classified"] == 60
     assert report["skipped_share"] == round(7140 / 7200, 4)
 
@@ -56,7 +56,7 @@ def test_a_lighting_change_rebaselines_and_classifies_one_frame() -> None:
     g.decide(STILL, 0.0, False)
     lit = np.clip(STILL.astype(int) + 60, 0, 255).astype(np.uint8)  # every pixel brighter
     assert g.decide(lit, 1.0, False) == "lighting" and g.state == "watching"
-    assert g.report()["lighting_changes"] == 1
+    assert g.report(0.0)["lighting_changes"] == 1
     # The new light is the background at once: the next frames are still.
     assert [g.decide(lit, 1.0 + n / 30, False) for n in range(1, 60)] == [None] * 59
     # A subject in the new light is motion against it.
@@ -72,7 +72,7 @@ def test_a_flickering_light_cannot_keep_the_model_running() -> None:
     reasons = [g.decide(bright if n % 2 else dark, 1 + n / 30, False) for n in range(300)]
     classified = [r for r in reasons if r]
     assert classified == ["lighting"] * 5  # 10 s of flicker: one frame per hold
-    assert g.report()["lighting_changes"] == 299  # every frame but the first (as before)
+    assert g.report(0.0)["lighting_changes"] == 299  # every frame but the first (as before)
 
 
 def first_then(g: ChangeGate, plane: np.ndarray) -> object:
@@ -90,7 +90,7 @@ def test_thresholds_decide_what_is_motion() -> None:
 def test_off_classifies_everything_and_counts_it() -> None:
     g = ChangeGate(GateSettings(mode="off"))
     assert [g.decide(None, t, False) for t in range(3)] == ["off"] * 3
-    report = g.report()
+    report = g.report(0.0)
     assert report["state"] == "off" and report["frames_classified"] == 3
     assert "change_ratio" not in report
 
@@ -100,11 +100,17 @@ def test_the_report_carries_the_peak_and_where_it_was() -> None:
     g.decide(STILL, 0.0, False)
     g.decide(with_subject(70), 0.1, False)  # the right edge
     g.decide(STILL, 0.2, False)
-    report = g.report()
-    assert report["peak_ratio"] > report["area_threshold"]
+    report = g.report(0.3)
+    assert report["peak_ratio"] > report["area_threshold"] > report["change_ratio"]
     hot = [(r, c) for r, row in enumerate(report["grid"]) for c, v in enumerate(row) if v > 0]
     assert hot and all(c == 7 for _, c in hot)
-    assert g.report()["peak_ratio"] <= report["peak_ratio"]  # a new peak starts per report
+    # The peak is kept for a second (the page polls once a second), then starts again.
+    g.decide(STILL, 0.5, False)
+    assert g.report(0.9)["peak_ratio"] == report["peak_ratio"]
+    g.decide(STILL, 1.2, False)
+    assert g.report(1.3)["peak_ratio"] == report["peak_ratio"]  # a second since 0.3
+    g.decide(STILL, 1.4, False)
+    assert g.report(1.5)["peak_ratio"] < report["area_threshold"]
 
 
 def test_a_reload_keeps_the_counts_and_starts_a_new_background() -> None:

@@ -181,6 +181,7 @@ pollStatus();
 pollEvents();
 listen();
 window.addEventListener("resize", drawOverlay);
+$("live").addEventListener("load", drawOverlay);
 // Every 2 s; every second while the gate is on (tuning it means watching the value).
 (function statusLoop() {
   setTimeout(() => { pollStatus().finally(statusLoop); }, gateInfo ? 1000 : 2000);
