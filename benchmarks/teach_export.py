@@ -214,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one model, short windows (CI)")
     parser.add_argument("--models", nargs="*", help=f"base models (default: {', '.join(BASES)})")
     parser.add_argument("--threads", type=int, default=cpu_count())
+    parser.add_argument("--rounds", type=int, help="interleaved invokes per engine (30 quick, 300)")
     args = parser.parse_args(argv)
-    args.rounds = 30 if args.quick else 300
+    args.rounds = args.rounds or (30 if args.quick else 300)
     args.variants = 2 if args.quick else 5
     bases = args.models or (BASES[:1] if args.quick else BASES)
     runtimes = []

@@ -192,6 +192,9 @@ bench "web server's" benchmarks/web.py --quick
 # scenes, the exported model against the base (short form, two to three minutes).
 bench "teach" benchmarks/teach.py --quick
 # The taught model against its base: agreement, invoke-time ratio, sizes.
-bench "taught model's" benchmarks/teach_export.py --quick
+# One base model; in CI with 200 interleaved invokes a side (30 swing by +-5%).
+teach_args=(--quick)
+[ "${CI:-}" = "true" ] && teach_args=(--quick --rounds 200)
+bench "taught model's" benchmarks/teach_export.py "${teach_args[@]}"
 # Each camera format's per-frame conversion against one invoke (under a minute).
 bench "camera format" benchmarks/camera_formats.py --quick

@@ -40,9 +40,12 @@ from ..engine.graph import (
     floats,
     ints,
     read_graph,
+    scalar,
+    tables,
+    vector,
     zip_start,
 )
-from ..engine.metadata import TAUGHT_DESCRIPTION, read_model_file
+from ..engine.metadata import TAUGHT_DESCRIPTION, read_model_file, verify_model
 from ..errors import TeachError
 from .head import Head, logits
 
@@ -133,8 +136,12 @@ def export_model(base: bytes, head: Head, calibration: np.ndarray) -> bytes:
     _set_buffer(editor, w.index, w_data)
     _set_buffer(editor, b.index, b_data)
     _set_description(editor, f"{TAUGHT}: {n} classes on {dims}-d embeddings")
-    data = bytes(editor.data)
-    return _replace_packed_labels(data, labels_text(head))
+    data = _replace_packed_labels(bytes(editor.data), labels_text(head))
+    try:
+        verify_model(data)
+    except ValueError as exc:  # a bug here, never the user's doing
+        raise TeachError(f"the exported model does not verify ({exc})") from None
+    return data
 
 
 # -- quantization -------------------------------------------------------------------
@@ -199,15 +206,19 @@ def _reshape_target(editor: Editor, graph: Graph, op: int, old: int, new: int) -
         )
 
 
-def _current(editor: Editor) -> Graph:
-    return read_graph(editor.data)
+def _tensor_table(editor: Editor, index: int) -> int:
+    """Where tensor ``index`` of subgraph 0 is now (splices move tables)."""
+    data = editor.data
+    subgraph = tables(data, deref(data, 0), 2)[0]
+    where = vector(data, subgraph, 0)
+    assert where is not None
+    return deref(data, where[0] + 4 * index)
 
 
 def _quantization(editor: Editor, tensor: int) -> int:
-    graph = _current(editor)
-    at = field_at(editor.data, graph.tensors[tensor].pos, 4)
+    at = field_at(editor.data, _tensor_table(editor, tensor), 4)
     if at is None:
-        raise TeachError(f"tensor {graph.tensors[tensor].name} has no quantization to set")
+        raise TeachError(f"tensor {tensor} has no quantization to set")
     return deref(editor.data, at)
 
 
@@ -222,17 +233,17 @@ def _set_quantization(editor: Editor, tensor: int, scales: list[float], zeros: l
 
 
 def _set_buffer(editor: Editor, tensor: int, payload: bytes) -> None:
-    graph = _current(editor)
-    index = graph.tensors[tensor].buffer
-    editor.set_vector(graph.buffers[index], 0, payload, len(payload))
+    data = editor.data
+    index = scalar(data, _tensor_table(editor, tensor), 2, "I", 0)
+    editor.set_vector(tables(data, deref(data, 0), 4)[index], 0, payload, len(payload))
 
 
 def _set_description(editor: Editor, text: str) -> None:
-    graph = _current(editor)
-    if field_at(editor.data, graph.model, 3) is None:
+    model = deref(editor.data, 0)
+    if field_at(editor.data, model, 3) is None:
         return
     encoded = text.encode("utf-8")
-    editor.set_vector(graph.model, 3, encoded + b"\0", len(encoded), item=1)
+    editor.set_vector(model, 3, encoded + b"\0", len(encoded), item=1)
 
 
 def _replace_packed_labels(data: bytes, text: str) -> bytes:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from edge_daemon.config import parse_config
+from edge_daemon.engine.embedding import find_embedding
 from edge_daemon.engine.graph import read_graph
 from edge_daemon.engine.metadata import read_model_file
 from edge_daemon.engine.model import LoadedModel
@@ -232,3 +233,16 @@ def test_export_refuses_an_edgetpu_base(taught: Callable[[str], Taught]) -> None
     data = shared_file(MODELS / "mobilenet_v1_0.75_192_quant_edgetpu.tflite").read_bytes()
     with pytest.raises(TeachError, match="Edge TPU"):
         export_model(data, t.head, t.X)
+
+
+def test_a_taught_model_computes_the_features_of_its_base(taught: Callable[[str], Taught]) -> None:
+    # Embeddings cached under the features hash stay valid from base to taught model.
+    t = taught("mobilenet_v1_1.0_224_quant.tflite")
+    base, _ = find_embedding(shared_file(MODELS / t.base).read_bytes())
+    mine, _ = find_embedding(t.model)
+    other, _ = find_embedding(
+        shared_file(MODELS / "mobilenet_v2_1.0_224_quant.tflite").read_bytes()
+    )
+    assert base is not None and mine is not None and other is not None
+    assert mine.features_sha256 == base.features_sha256 != other.features_sha256
+    assert (mine.tensor, mine.dims, mine.scale) == (base.tensor, base.dims, base.scale)
