@@ -21,12 +21,13 @@ from typing import Any, Optional
 
 from . import notify
 from .capture import CaptureThread
-from .config import Config, load_config
+from .config import Config, load_config, region_pixels_error
 from .engine.model import LoadedModel, load_model
 from .engine.runtimes import load_runtime
-from .errors import EdgeDaemonError
+from .errors import ConfigError, EdgeDaemonError
 from .events.engine import rules_for, tracker_for
 from .events.rules import Tracker
+from .gate import ChangeGate, GateSettings
 from .journal import journal_fields
 from .outputs import SINKS
 from .pipeline import Classifier, Result
@@ -144,6 +145,8 @@ class Daemon:
         self.capture: Optional[CaptureThread] = None
         self.sinks: dict[str, Sink] = {}
         self.tracker: Optional[Tracker] = None
+        self.change_gate = ChangeGate(GateSettings.from_config(cfg.gate))
+        self._frame_size: Optional[tuple[int, int]] = None  # (width, height) of the last frame
         self._notices: tuple[EventNotice, ...] = ()  # events ended by a reload, not yet sent
         self._sink_list: tuple[Sink, ...] = ()
         self.sink_context = SinkContext(request_reload=self.request_reload)
@@ -318,11 +321,17 @@ class Daemon:
 
     def _process(self, frame: Frame) -> None:
         assert self.classifier is not None
-        result = self.classifier.classify(frame.image)
+        now = time.monotonic()
+        self._last_progress = now  # the source delivers: progress, classified or not
+        self._check_frame_size(frame)
+        tracker = self.tracker
+        if not self.change_gate.check(
+            frame, self.cfg.preprocess.region, now, tracker is not None and tracker.any_open()
+        ):
+            return  # skipped by the gate: not classified, not reported
+        result = self.classifier.classify(frame.image, frame.roi)
         self.frames += 1
         self.last_result = result
-        now = time.monotonic()
-        self._last_progress = now
         self.latency.add(
             capture=frame.capture_ms,
             preprocess=result.preprocess_ms,
@@ -355,6 +364,19 @@ class Daemon:
             self._write_status(force=True)
             notify.ready(self.notifier, self._status_line())
             log.info("ready: first frame classified (%s)", self._status_line())
+
+    def _check_frame_size(self, frame: Frame) -> None:
+        """The first frame tells the frame size: a region too small for it stops the start."""
+        size = (frame.image.shape[1], frame.image.shape[0])
+        if size == self._frame_size:
+            return
+        first, self._frame_size = self._frame_size is None and not self._ready, size
+        problem = region_pixels_error(self.cfg.preprocess.region, *size)
+        if first and problem is not None and frame.roi is None:
+            message = f"{self.config_path or '<config>'}: {problem}"
+            self.state = "failed"
+            self._error(message)
+            raise ConfigError(message)
 
     def _housekeeping(self, now: float) -> None:
         self._update_state(now)
@@ -412,7 +434,8 @@ class Daemon:
         top = self.last_result.top1 if self.last_result else None
         top_text = f"{top.label.split(',')[0]} {top.score:.2f}" if top else "none"
         delegate = self.model.engine.delegate if self.model else "none"
-        return f"{self._fps:.1f} fps, top-1 {top_text}, delegate {delegate}"
+        gate = f", gate {self.change_gate.state}" if self.change_gate.on else ""
+        return f"{self._fps:.1f} fps, top-1 {top_text}, delegate {delegate}{gate}"
 
     def _log_summary(self) -> None:
         top = self.last_result.top1 if self.last_result else None
@@ -459,6 +482,7 @@ class Daemon:
             "delegate": m.engine.delegate if m else None,
             "source": self.capture.source.describe() if self.capture else None,
             "frames": self.frames,
+            "frames_seen": self.change_gate.seen,
             "fps": round(self._fps, 2),
             "latency_ms": self.latency.as_dict(),
             "predictions": (
@@ -470,6 +494,7 @@ class Daemon:
             "last_error_at": self.last_error_at,
             "outputs": {name: sink.health().as_dict() for name, sink in self.sinks.items()},
             "events": self.tracker.status() if self.tracker is not None else None,
+            "gate": self.change_gate.report(),
         }
 
     def _write_status(self, force: bool = False) -> None:
@@ -503,6 +528,13 @@ class Daemon:
             if size_changed or cfg.source != old_cfg.source:
                 capture = _capture(cfg, model)
             rules = rules_for(cfg, model.labels)
+            problem = (
+                region_pixels_error(cfg.preprocess.region, *self._frame_size)
+                if self._frame_size is not None and cfg.source == old_cfg.source
+                else None
+            )
+            if problem is not None:
+                raise ConfigError(f"{where}: {problem}")
             self._open_outputs(cfg, old_cfg)
         except Exception as exc:  # a reload must never take the daemon down
             if model is not None:
@@ -520,6 +552,8 @@ class Daemon:
             return
         self.tracker, ended = tracker_for(self.tracker, rules, cfg, model.name, model.sha256)
         self._notices += ended
+        if (cfg.gate, cfg.preprocess.region) != (old_cfg.gate, old_cfg.preprocess.region):
+            self.change_gate = self.change_gate.successor(GateSettings.from_config(cfg.gate))
         self._use_model(model, cfg)
         if capture is not None:
             self._replace_capture(capture)
