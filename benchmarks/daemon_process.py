@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
@@ -191,7 +192,8 @@ class DaemonProcess:
         cfg = json.loads(config.read_text())
         self.log_path = Path(cfg["outputs"]["prediction_log"])
         self.listen: Optional[str] = cfg.get("http", {}).get("listen")
-        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        path = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
+        env = {**os.environ, "PYTHONPATH": path}
         for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"):
             env.pop(key, None)
         args = ["run", "--config", str(config)]
@@ -286,15 +288,16 @@ class DaemonProcess:
         return self.proc.returncode
 
 
+@dataclass(frozen=True)
 class Window:
-    """What one measured window of a daemon saw."""
+    """What one measured window of a daemon saw: frames/s, frames, CPU s, length,
+    and the context switches (voluntary, involuntary) by thread name."""
 
-    def __init__(self, fps: float, frames: int, cpu: float, seconds: float, wakeups: dict[str, tuple[int, int]]):
-        self.fps = fps
-        self.frames = frames
-        self.cpu = cpu
-        self.seconds = seconds
-        self.wakeups = wakeups
+    fps: float
+    frames: int
+    cpu: float
+    seconds: float
+    wakeups: dict[str, tuple[int, int]]
 
 
 def window(daemon: DaemonProcess, seconds: float, settle: float) -> Window:

@@ -35,14 +35,13 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare import LoopProcess, make_frames  # noqa: E402
-from daemon_process import (  # noqa: E402
+from compare import LoopProcess, make_frames
+from daemon_process import (
     CpuBurner,
     DaemonProcess,
     Window,
