@@ -281,8 +281,11 @@ class PredictionLogSink(Sink):
 
     Which frames get a line is decided on the loop (``wants``, by the
     smoothed top-1), so ``change`` mode stays exact however far the writer
-    lags. The writer wakes every ``_FLUSH`` seconds and appends every pending
-    line; at most ``_PENDING`` lines wait (a stalled card drops the oldest).
+    lags. The writer sleeps until a line is pending, collects lines for
+    ``_FLUSH`` seconds and appends them all: at full speed it wakes 20 times
+    a second, and not at all while no line comes (``change`` mode on a still
+    scene, frames skipped by the change gate). At most ``_PENDING`` lines
+    wait (a stalled card drops the oldest).
     """
 
     name = "prediction_log"
@@ -293,7 +296,8 @@ class PredictionLogSink(Sink):
         self._lines: Optional[PredictionLines] = None
         self._pending: collections.deque[bytes] = collections.deque(maxlen=_PENDING)
         self._health = SinkHealth()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # set when a line is pending, or to close
+        self._closing = threading.Event()
         self._flushing = threading.Lock()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -336,6 +340,8 @@ class PredictionLogSink(Sink):
                 reason if log.mode == "change" else None,
             )
         )
+        if not self._wake.is_set():  # an attribute read: the writer is woken once per batch
+            self._wake.set()
 
     def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
         if urgent:  # the ready status: the first prediction is on disk before READY=1
@@ -359,11 +365,14 @@ class PredictionLogSink(Sink):
 
     def _run(self) -> None:
         while not self._closed:
-            self._wake.wait(_FLUSH)
+            self._wake.wait()
+            self._closing.wait(_FLUSH)  # let the batch grow (close cuts this short)
+            self._wake.clear()  # before the flush: a line appended meanwhile sets it again
             self._flush()
 
     def close(self) -> None:
         self._closed = True
+        self._closing.set()
         self._wake.set()
         self._thread.join(5.0)
         self._flush()
