@@ -144,6 +144,7 @@ class PredictionLogReader:
         self.path = path
         self._f: Optional[Any] = None
         self._rest = b""
+        self._closed = False
 
     def _open(self) -> bool:
         if self._f is None:
@@ -156,7 +157,7 @@ class PredictionLogReader:
     def records(self) -> list[dict[str, Any]]:
         """The records written since the last call (whole lines only)."""
         out: list[dict[str, Any]] = []
-        while self._open():
+        while not self._closed and self._open():
             assert self._f is not None
             data = self._rest + self._f.read()
             lines = data.split(b"\n")
@@ -177,6 +178,8 @@ class PredictionLogReader:
         return out
 
     def close(self) -> None:
+        """Stop reading: later calls return nothing new."""
+        self._closed = True
         if self._f is not None:
             self._f.close()
             self._f = None
