@@ -332,7 +332,7 @@ class GateConfig:
         hi=1.0,
     )
     lighting_threshold: float = _key(
-        0.6,
+        0.5,
         "a change this share of the region at once is lighting (exposure, lamps):"
         " the background is replaced and one frame classified",
         lo=0.01,

@@ -12,6 +12,7 @@ SIGTERM/SIGINT stop cleanly (exit 0), SIGHUP reloads the config and model.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -27,11 +28,11 @@ from .engine.runtimes import load_runtime
 from .errors import ConfigError, EdgeDaemonError
 from .events.engine import rules_for, tracker_for
 from .events.rules import Tracker
-from .gate import ChangeGate, GateSettings
+from .gate import ChangeGate
 from .journal import journal_fields
 from .outputs import SINKS
 from .pipeline import Classifier, Result
-from .sinks.base import Classified, EventNotice, ModelInfo, Sink, SinkContext
+from .sinks.base import Classified, EventNotice, ModelInfo, Sink, SinkContext, Skipped
 from .sinks.prediction_log import iso_utc
 from .sources import make_source
 from .sources.base import Frame
@@ -113,6 +114,11 @@ def model_info(model: LoadedModel) -> ModelInfo:
     )
 
 
+def _region_dict(cfg: Config) -> Optional[dict[str, float]]:
+    region = cfg.preprocess.region
+    return dataclasses.asdict(region) if region is not None else None
+
+
 class Daemon:
     """Runs the classification loop until stopped."""
 
@@ -145,7 +151,7 @@ class Daemon:
         self.capture: Optional[CaptureThread] = None
         self.sinks: dict[str, Sink] = {}
         self.tracker: Optional[Tracker] = None
-        self.change_gate = ChangeGate(GateSettings.from_config(cfg.gate))
+        self.change_gate = ChangeGate(cfg.gate)
         self._frame_size: Optional[tuple[int, int]] = None  # (width, height) of the last frame
         self._notices: tuple[EventNotice, ...] = ()  # events ended by a reload, not yet sent
         self._sink_list: tuple[Sink, ...] = ()
@@ -328,7 +334,10 @@ class Daemon:
         if not self.change_gate.check(
             frame, self.cfg.preprocess.region, now, tracker is not None and tracker.any_open()
         ):
-            return  # skipped by the gate: not classified, not reported
+            skipped = Skipped(frame.name, frame.captured_at, frame.image)
+            for sink in self._sink_list:
+                sink.skipped(skipped)  # the live view only: no result, no report
+            return
         result = self.classifier.classify(frame.image, frame.roi)
         self.frames += 1
         self.last_result = result
@@ -494,7 +503,8 @@ class Daemon:
             "last_error_at": self.last_error_at,
             "outputs": {name: sink.health().as_dict() for name, sink in self.sinks.items()},
             "events": self.tracker.status() if self.tracker is not None else None,
-            "gate": self.change_gate.report(),
+            "gate": self.change_gate.report(time.monotonic()),
+            "region": _region_dict(self.cfg),
         }
 
     def _write_status(self, force: bool = False) -> None:
@@ -553,7 +563,7 @@ class Daemon:
         self.tracker, ended = tracker_for(self.tracker, rules, cfg, model.name, model.sha256)
         self._notices += ended
         if (cfg.gate, cfg.preprocess.region) != (old_cfg.gate, old_cfg.preprocess.region):
-            self.change_gate = self.change_gate.successor(GateSettings.from_config(cfg.gate))
+            self.change_gate = self.change_gate.successor(cfg.gate)
         self._use_model(model, cfg)
         if capture is not None:
             self._replace_capture(capture)

@@ -22,7 +22,6 @@ open event, else ``watching`` (``off`` when the gate is off).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 import numpy as np
@@ -33,33 +32,12 @@ from .sample import gate_plane, plane_source
 
 GateStateName = Literal["off", "watching", "active"]
 ACTIVE_REASONS = frozenset({"motion", "hold", "event"})
+# A report's peak change covers at least this many seconds (the page polls once a second).
+PEAK_WINDOW = 1.0
 
 
-@dataclass(frozen=True)
-class GateSettings:
-    """The ``gate`` section's numbers, as the state machine uses them."""
-
-    mode: Literal["off", "motion"] = "off"
-    pixel_threshold: int = 25
-    area_threshold: float = 0.005
-    adapt_rate: float = 0.05
-    lighting_threshold: float = 0.6
-    keepalive: float = 60.0
-    hold: float = 2.0
-    sample_width: int = 160
-
-    @classmethod
-    def from_config(cls, g: GateConfig) -> GateSettings:
-        return cls(
-            g.mode,
-            g.pixel_threshold,
-            g.area_threshold,
-            g.adapt_rate,
-            g.lighting_threshold,
-            g.keepalive,
-            g.hold,
-            g.sample_width,
-        )
+# The gate's settings are the ``gate`` section itself (defaults and bounds live there).
+GateSettings = GateConfig
 
 
 class ChangeGate:
@@ -79,6 +57,7 @@ class ChangeGate:
         self._last_motion: Optional[float] = None
         self._last_classified: Optional[float] = None
         self._last_lighting: Optional[float] = None
+        self._peak_since: Optional[float] = None
 
     @property
     def on(self) -> bool:
@@ -116,6 +95,8 @@ class ChangeGate:
         not looked at while the gate is off (pass None then).
         """
         self.seen += 1
+        if self._peak_since is None:
+            self._peak_since = now
         reason = self._reason(plane, now, event_open) if self.on else "off"
         if reason is not None:
             self.classified += 1
@@ -130,7 +111,7 @@ class ChangeGate:
         assert plane is not None
         change = det.compare(plane)
         self.ratio = change.ratio
-        if change.ratio >= self.peak:
+        if change.ratio > self.peak:
             self.peak = change.ratio
             det.keep_peak()
         if change.first:
@@ -162,8 +143,12 @@ class ChangeGate:
     def _within(since: Optional[float], seconds: float, now: float) -> bool:
         return since is not None and now - since < seconds
 
-    def report(self) -> dict[str, Any]:
-        """The gate's part of the status object; starts a new peak."""
+    def report(self, now: float) -> dict[str, Any]:
+        """The gate's part of the status object at ``now`` (the clock of ``decide``).
+
+        ``peak_ratio`` and ``grid`` are the largest change of at least the last
+        ``PEAK_WINDOW`` seconds, and where in the region it was.
+        """
         s = self.settings
         skipped = self.seen - self.classified
         out: dict[str, Any] = {
@@ -186,5 +171,6 @@ class ChangeGate:
                 lighting_changes=self.lighting_changes,
                 grid=grid_shares(self.detector.peak_mask),
             )
-            self.peak = 0.0
+            if self._peak_since is not None and now - self._peak_since >= PEAK_WINDOW:
+                self._peak_since, self.peak = now, 0.0
         return out
