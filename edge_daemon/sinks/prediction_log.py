@@ -281,11 +281,12 @@ class PredictionLogSink(Sink):
 
     Which frames get a line is decided on the loop (``wants``, by the
     smoothed top-1), so ``change`` mode stays exact however far the writer
-    lags. The writer sleeps until a line is pending, collects lines for
-    ``_FLUSH`` seconds and appends them all: at full speed it wakes 20 times
-    a second, and not at all while no line comes (``change`` mode on a still
-    scene, frames skipped by the change gate). At most ``_PENDING`` lines
-    wait (a stalled card drops the oldest).
+    lags. The writer wakes every ``_FLUSH`` seconds and appends every pending
+    line (at full speed, 20 wake-ups a second for 180 lines); after a period
+    without a line it sleeps until the next one comes, so a daemon that
+    writes nothing (``change`` mode on a still scene, frames skipped by the
+    change gate) does not wake it at all. At most ``_PENDING`` lines wait (a
+    stalled card drops the oldest).
     """
 
     name = "prediction_log"
@@ -340,7 +341,7 @@ class PredictionLogSink(Sink):
                 reason if log.mode == "change" else None,
             )
         )
-        if not self._wake.is_set():  # an attribute read: the writer is woken once per batch
+        if not self._wake.is_set():  # an attribute read; set only while the writer sleeps
             self._wake.set()
 
     def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
@@ -350,10 +351,13 @@ class PredictionLogSink(Sink):
     def health(self) -> SinkHealth:
         return self._health
 
-    def _flush(self) -> None:
+    def _flush(self) -> int:
+        """Append every pending line; how many there were."""
         pending = self._pending
+        count = 0
         with self._flushing:
             while pending:
+                count += 1
                 line = pending.popleft()
                 try:
                     self.log.write_line(line)
@@ -362,13 +366,17 @@ class PredictionLogSink(Sink):
                     continue  # lines that cannot be written now are dropped, never half-written
                 if self._health.state != "ok":
                     self._health = SinkHealth()
+        return count
 
     def _run(self) -> None:
         while not self._closed:
-            self._wake.wait()
             self._closing.wait(_FLUSH)  # let the batch grow (close cuts this short)
-            self._wake.clear()  # before the flush: a line appended meanwhile sets it again
-            self._flush()
+            if self._flush() == 0:
+                # Nothing for a whole period: sleep until a line comes. Cleared
+                # before looking, so a line appended meanwhile sets it again.
+                self._wake.clear()
+                if not self._pending and not self._closed:
+                    self._wake.wait()
 
     def close(self) -> None:
         self._closed = True
