@@ -27,7 +27,9 @@ lasting exposure jump (+30% at 40% of the scene, auto exposure), and visits:
 a bird (cut from ``bird.bmp``) slides into the region, stays, and slides
 out, 3-10 s each, under a tenth of the time in all.
 
-Frames: 18,000 distinct 640x480 BMP files would be 16 GB. The folder the
+Frames are binary PPM (P6) files: uncompressed R, G, B rows, which the files
+source hands on as a view of the bytes it read, the nearest a file gets to a
+camera's buffer. 18,000 distinct 640x480 frames would be 16 GB. The folder the
 daemons read holds one name per frame, in order, each a symbolic link to the
 file with its content. The light level moves in 1% steps (about one grey
 level, far below what the gate counts as a change) and jumps once; for
@@ -185,15 +187,15 @@ class Scene:
         for i in range(self.frames):
             gain, offset = self.gain(i), self.subject_offset(i)
             if offset:
-                name, last = f"visit{i:05d}.bmp", -1
+                name, last = f"visit{i:05d}.ppm", -1
             else:
                 k = int(self.rng.integers(0, self.fields - 1))
                 last = k + 1 if last >= 0 and k >= last else k  # never the previous field
-                name = f"light{gain:.4f}_noise{last:02d}.bmp"
+                name = f"light{gain:.4f}_noise{last:02d}.ppm"
             if name not in made:
                 Image.fromarray(self.render(gain, offset)).save(pool / name)
                 made.add(name)
-            os.symlink(pool / name, frames / f"f{i:05d}.bmp")
+            os.symlink(pool / name, frames / f"f{i:05d}.ppm")
         return len(made)
 
 
