@@ -450,14 +450,16 @@ class Daemon:
         top = self.last_result.top1 if self.last_result else None
         m = self.model
         inference = self.latency.values["inference"]
+        g = self.change_gate
         log.info(
-            "%s: %.1f fps, top-1 %s (%.2f), inference %.1f ms, %d frames",
+            "%s: %.1f fps, top-1 %s (%.2f), inference %.1f ms, %d frames%s",
             self.state,
             self._fps,
             top.label if top else "-",
             top.score if top else 0.0,
             inference or 0.0,
             self.frames,
+            f" (gate {g.state}: {g.seen} seen)" if g.on else "",
             extra=journal_fields(
                 EDGE_TOP1=top.label if top else "",
                 EDGE_SCORE=f"{top.score:.4f}" if top else "",

@@ -11,6 +11,6 @@ from __future__ import annotations
 
 from .detector import Change, ChangeDetector
 from .sample import gate_plane, plane_source
-from .state import ChangeGate, GateSettings
+from .state import ChangeGate
 
-__all__ = ["Change", "ChangeDetector", "ChangeGate", "GateSettings", "gate_plane", "plane_source"]
+__all__ = ["Change", "ChangeDetector", "ChangeGate", "gate_plane", "plane_source"]

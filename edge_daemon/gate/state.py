@@ -36,14 +36,10 @@ ACTIVE_REASONS = frozenset({"motion", "hold", "event"})
 PEAK_WINDOW = 1.0
 
 
-# The gate's settings are the ``gate`` section itself (defaults and bounds live there).
-GateSettings = GateConfig
-
-
 class ChangeGate:
     """Decides per frame whether the model runs; counts what it saw and let through."""
 
-    def __init__(self, settings: GateSettings) -> None:
+    def __init__(self, settings: GateConfig) -> None:
         self.settings = settings
         self.detector = ChangeDetector(settings.pixel_threshold, settings.adapt_rate)
         self.state: GateStateName = "off" if settings.mode == "off" else "watching"
@@ -63,7 +59,7 @@ class ChangeGate:
     def on(self) -> bool:
         return self.settings.mode != "off"
 
-    def successor(self, settings: GateSettings) -> ChangeGate:
+    def successor(self, settings: GateConfig) -> ChangeGate:
         """The gate for new settings or a new region (a reload): the counts carry on,
         the background starts again from the next frame."""
         gate = ChangeGate(settings)

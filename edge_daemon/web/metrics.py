@@ -215,6 +215,11 @@ def gate_families(gate: Any, frames: Any) -> Iterator[Any]:
         value=classified if classified is not None else _num(frames) or 0,
     )
     yield GaugeMetricFamily(
+        "edge_daemon_gate_skipped_ratio",
+        "Share of the frames seen that the gate skipped (not classified)",
+        value=_num(g.get("skipped_share")) or 0.0,
+    )
+    yield GaugeMetricFamily(
         "edge_daemon_gate_change_ratio",
         "Share of the region's sampled pixels that changed in the latest frame",
         value=_num(g.get("change_ratio")) or 0.0,

@@ -16,7 +16,7 @@ from edge_daemon.daemon import Daemon
 from edge_daemon.events.history import EventHistory
 from tests.gate.scenes import Visit, photo, scene, write_frames
 from tests.helpers import first_name, run_cli
-from tests.test_reliability_faults import Background, wait_until
+from tests.test_reliability_faults import Background, status_of, wait_until
 
 RULES = [{"name": "birds", "labels": ["@birds"], "min_score": 0.3, "min_frames": 3, "end_after": 0}]
 RIGHT_HALF = {"x": 0.5, "y": 0.0, "width": 0.5, "height": 1.0}
@@ -220,18 +220,13 @@ def test_a_reload_with_a_bad_region_keeps_the_running_config(
             "gate": {"mode": "motion"},
         },
     )
-    status_path = tmp_path / "out" / "status.json"
 
     def status() -> dict[str, Any]:
-        try:
-            return dict(json.loads(status_path.read_text()))
-        except (OSError, ValueError):
-            return {}
+        return status_of(tmp_path / "out" / "status.json")
 
     def rewrite(**sections: Any) -> None:
         data = yaml.safe_load(path.read_text())
-        for key, values in sections.items():
-            data[key] = {**data.get(key, {}), **values}
+        data.update({key: {**data.get(key, {}), **values} for key, values in sections.items()})
         path.write_text(yaml.safe_dump(data, sort_keys=False))
 
     daemon = Daemon(load_config(path), config_path=str(path), environ={})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_daemon.gate import ChangeGate, GateSettings
+from edge_daemon.config import GateConfig
+from edge_daemon.gate import ChangeGate
 
 STILL = np.full((60, 80), 90, np.uint8)
 
@@ -16,7 +17,7 @@ def with_subject(x: int = 0, value: int = 200) -> np.ndarray:
 
 
 def gate(**settings: object) -> ChangeGate:
-    return ChangeGate(GateSettings(mode="motion", **settings))  # type: ignore[arg-type]
+    return ChangeGate(GateConfig(mode="motion", **settings))  # type: ignore[arg-type]
 
 
 def test_a_still_scene_is_classified_only_at_start_and_at_each_keepalive() -> None:
@@ -88,7 +89,7 @@ def test_thresholds_decide_what_is_motion() -> None:
 
 
 def test_off_classifies_everything_and_counts_it() -> None:
-    g = ChangeGate(GateSettings(mode="off"))
+    g = ChangeGate(GateConfig(mode="off"))
     assert [g.decide(None, t, False) for t in range(3)] == ["off"] * 3
     report = g.report(0.0)
     assert report["state"] == "off" and report["frames_classified"] == 3
@@ -117,6 +118,34 @@ def test_a_reload_keeps_the_counts_and_starts_a_new_background() -> None:
     g = gate()
     for t in range(5):
         g.decide(STILL, float(t), False)
-    after = g.successor(GateSettings(mode="motion", pixel_threshold=40))
+    after = g.successor(GateConfig(mode="motion", pixel_threshold=40))
     assert after.seen == 5 and after.classified == g.classified
     assert after.decide(STILL, 10.0, False) == "first"
+
+
+def test_a_camera_luma_plane_is_used_and_rgb_only_frames_are_sampled() -> None:
+    from edge_daemon.config import RegionConfig
+    from edge_daemon.sources.base import Frame
+
+    rgb = np.full((120, 160, 3), 90, np.uint8)
+    lores = np.full((60, 80), 90, np.uint8)
+    region = RegionConfig(x=0.5, y=0.0, width=0.5, height=1.0)
+    camera = gate(keepalive=1e9, hold=0.0)
+    assert camera.check(Frame(rgb, "camera0", 1, 0.0, 0.0, luma=lores), region, 0.0, False) == (
+        "first"
+    )
+    lit = lores.copy()
+    lit[:20, :20] = 250  # a change the camera's Y plane shows, the RGB frame does not
+    assert camera.check(Frame(rgb, "camera0", 2, 0.1, 0.0, luma=lit), region, 0.1, False) == (
+        "motion"
+    )
+    assert camera.report(0.2)["via"] == "luma"
+    software = gate(keepalive=1e9, hold=0.0)
+    assert software.check(Frame(rgb, "camera0", 1, 0.0, 0.0), region, 0.0, False) == "first"
+    assert software.check(Frame(rgb, "camera0", 2, 0.1, 0.0), region, 0.1, False) is None
+    moved = rgb.copy()
+    moved[:30, 0:20] = 250  # outside the region (the left half): no change for the gate
+    assert software.check(Frame(moved, "camera0", 3, 0.2, 0.0), region, 0.2, False) is None
+    moved[:30, 100:120] = 250  # inside it
+    assert software.check(Frame(moved, "camera0", 4, 0.3, 0.0), region, 0.3, False) == "motion"
+    assert software.report(0.4)["via"] == "software"

@@ -55,6 +55,7 @@ def test_metrics_show_the_gate_and_promtool_accepts_them(web: Callable[..., Web]
     assert got["edge_daemon_frames_classified_total"] == 2  # the first, and the motion
     assert got["edge_daemon_frames_total"] == 2  # the old name, still frames classified
     assert got["edge_daemon_gate_change_ratio"] == report["change_ratio"]
+    assert got["edge_daemon_gate_skipped_ratio"] == report["skipped_share"] == round(40 / 42, 4)
     assert got["edge_daemon_gate_area_threshold"] == 0.005
     # Without a gate in the status (an older daemon): off, every frame classified.
     w.sink.status(status_object(frames=7))
