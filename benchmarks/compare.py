@@ -621,6 +621,11 @@ def compare_process(
     print(f"   {'':<4}{'fps':<12} " + " ".join(f"{x:6.1f}" for x in theirs))
     print(f"   {'':<4}{'process':<12} " + " ".join(f"{y:6.1f}" for y in ours))
     print(f"   {'':<4}{'ratio':<12} " + " ".join(f"{r:6.2f}" for r in ratios))
+    calm = [y / x for x, y in zip(theirs, ours) if x >= 0.9 * max(theirs) and y >= 0.9 * max(ours)]
+    print(
+        f"   {'':<4}pairs with both sides within 10% of their best window: {len(calm)}"
+        + (f", ratio {median(calm):.3f}x" if calm else "")
+    )
     verdict = report.target(
         "ratio_224_process",
         f"224x224: the edge-daemon run process (reference outputs, web server on)"
