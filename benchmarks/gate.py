@@ -238,15 +238,20 @@ def events_of(daemon: DaemonProcess, state: Path) -> list[dict[str, Any]]:
 
 
 def visit_schedule(seconds: float, durations: tuple[float, ...]) -> list[Visit]:
-    """Visits spread over the scene, none within 5 s of the exposure jump."""
+    """Visits spread evenly over the scene, at least 8 s apart (an event ends 5 s after
+    its subject leaves), none from 3 s before the exposure jump to 5 s after it."""
     n = len(durations)
     jump = JUMP_AT * seconds
-    out = []
+    out: list[Visit] = []
+    end = 0.0
     for k, d in enumerate(durations):
-        start = seconds * (k + 0.5) / (n + 0.5)
-        if abs(start - jump) < d + 8:
-            start = jump + 10
+        start = max(seconds * (k + 0.5) / (n + 0.5), end + 8 if out else 2.0)
+        if start < jump + 5 and start + d > jump - 3:
+            start = jump + 5
         out.append(Visit(round(start, 2), d))
+        end = start + d
+    if end > seconds - 2:
+        raise SystemExit(f"gate.py: {n} visits do not fit in {seconds:g} s; make the scene longer")
     return out
 
 
