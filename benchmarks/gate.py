@@ -330,8 +330,8 @@ def gate_cost(models: Path, scene: Scene, rounds: int) -> dict[str, float]:
     one invoke() of the model, interleaved; medians in ms."""
     from compare import bare_engines, prepared_input
 
-    from edge_daemon.config import RegionConfig
-    from edge_daemon.gate import ChangeGate, GateSettings
+    from edge_daemon.config import GateConfig, RegionConfig
+    from edge_daemon.gate import ChangeGate
     from edge_daemon.sources.base import Frame
 
     region = RegionConfig(**REGION)
@@ -355,7 +355,7 @@ def gate_cost(models: Path, scene: Scene, rounds: int) -> dict[str, float]:
     out: dict[str, list[float]] = {"software_640x480": [], "luma_320x240": [], "invoke": []}
     for _ in range(rounds):
         for key, frames in (("software_640x480", frames_rgb), ("luma_320x240", frames_luma)):
-            gate = ChangeGate(GateSettings(mode="motion", keepalive=1e9, hold=0.0))
+            gate = ChangeGate(GateConfig(mode="motion", keepalive=86400.0, hold=0.0))
             gate.check(frames[0], region, 0.0, False)
             out[key].append(
                 per_call(
