@@ -64,6 +64,6 @@ def gives_luma(cfg: Config, width: int, height: int) -> Optional[bool]:
     its ``gives_luma`` attribute, None when it cannot tell before it opens."""
     from ..sources import make_source
 
-    source = make_source(cfg.source, (width, height))
+    source = make_source(cfg, (width, height))
     value = getattr(source, "gives_luma", None)
     return value if isinstance(value, bool) else None
