@@ -314,7 +314,9 @@ def window(daemon: DaemonProcess, seconds: float, settle: float) -> Window:
     threads0, cpu0, start = daemon.threads(), daemon.cpu_seconds(), time.time()
     time.sleep(seconds)
     end, cpu1, threads1 = time.time(), daemon.cpu_seconds(), daemon.threads()
-    time.sleep(0.02)  # the writer's next flush (every 50 ms) has the window's last lines
+    # The prediction log's writer appends every 50 ms: run on past the window's
+    # end until its last lines are in the file (later frames are not counted).
+    time.sleep(0.08)
     daemon.pause()
     stamps = daemon.captured(start, end)
     fps = len(stamps) / (end - start) if end > start else 0.0
