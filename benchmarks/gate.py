@@ -325,7 +325,7 @@ def play(args: argparse.Namespace, work: Path, scene: Scene, frames: Path) -> di
 
 
 # -- the gate's own cost -------------------------------------------------------------------
-def gate_cost(models: Path, scene: Scene, rounds: int) -> dict[str, float]:
+def gate_cost(models: Path, scene: Scene, rounds: int, work: Path) -> dict[str, float]:
     """Per-frame ChangeGate.check at 640x480 (software) and on a 320x240 luma plane, and
     one invoke() of the model, interleaved; medians in ms."""
     from compare import bare_engines, prepared_input
@@ -341,7 +341,7 @@ def gate_cost(models: Path, scene: Scene, rounds: int) -> dict[str, float]:
     frames_luma = [Frame(f, "f", i, 0.0, 0.0, luma=y) for i, (f, y) in enumerate(zip(rgb, luma))]
     engines, _ = bare_engines(str(models / MODEL), [len(os.sched_getaffinity(0))], "ai_edge_litert")
     engine = next(e for label, e in engines if "xnnpack" in label)
-    sample = Path(tempfile.mkdtemp()) / "f.bmp"
+    sample = work / "invoke-input.bmp"
     Image.fromarray(rgb[0]).resize((224, 224)).save(sample)
     prepared_input(engine, sample)
     invoke = engine._interpreter.invoke
@@ -367,7 +367,7 @@ def gate_cost(models: Path, scene: Scene, rounds: int) -> dict[str, float]:
 
 
 # -- a small subject -----------------------------------------------------------------------
-def small_subject(models: Path, images: Path, scene: Scene) -> dict[str, Any]:
+def small_subject(models: Path, images: Path, scene: Scene, work: Path) -> dict[str, Any]:
     """A bird 14% of the frame's width: top-1 on the whole frame and with a region around it."""
     import json
 
@@ -388,7 +388,8 @@ def small_subject(models: Path, images: Path, scene: Scene) -> dict[str, Any]:
         "width": 2 * bw / WIDTH,
         "height": 2 * bh / HEIGHT,
     }
-    tmp = Path(tempfile.mkdtemp())
+    tmp = work / "small-subject"
+    tmp.mkdir()
     answers: dict[str, Any] = {"bird_width_share": bw / WIDTH, "region": region}
     for name, reg in (("whole frame", None), ("region around it", region)):
         cfg_path = tmp / "c.yaml"
@@ -528,7 +529,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         )
 
         print(f"\n2) the gate's own cost per frame (load average {os.getloadavg()[0]:.2f})")
-        cost = gate_cost(args.models, scene, 5 if args.quick else 15)
+        cost = gate_cost(args.models, scene, 5 if args.quick else 15, work)
         for key, text in (
             ("software_640x480", "640x480 RGB, sampled in software"),
             ("luma_320x240", "320x240 luma plane (lores)"),
@@ -543,7 +544,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             )
 
         print("\n3) a small subject")
-        small = small_subject(args.models, args.images, scene)
+        small = small_subject(args.models, args.images, scene, work)
         print(f"   a bird {small['bird_width_share']:.0%} of the frame's width, on the background")
         for key in ("whole frame", "region around it"):
             a = small[key]
