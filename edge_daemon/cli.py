@@ -132,7 +132,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             "gate": describe_gate(cfg, gives_luma(cfg, model.input.width, model.input.height)),
         }
         if cfg.source.kind == "picamera2":
-            summary.update(_camera_summary(cfg, i.width, i.height))
+            camera = _camera_summary(cfg, i.width, i.height)
+            if "region" in camera and cfg.preprocess.region is not None:
+                camera["region"] = f"{summary['region']}, {camera['region']}"
+            summary.update(camera)
         if args.json:
             print(json.dumps(summary))
         else:

@@ -321,7 +321,7 @@ class GateConfig:
     )
     area_threshold: float = _key(
         0.005,
-        "share of the region's sampled pixels that must change to count as motion",
+        "share of the region's sampled pixels that must change (with a neighbour) for motion",
         lo=0.0001,
         hi=1.0,
     )

@@ -114,6 +114,13 @@ def model_info(model: LoadedModel) -> ModelInfo:
     )
 
 
+def _source_inputs(cfg: Config) -> tuple[Any, ...]:
+    """What a source is built from: a camera also crops the region and gives the gate's luma."""
+    if cfg.source.kind == "files":
+        return (cfg.source,)
+    return (cfg.source, cfg.preprocess.region, cfg.gate.mode)
+
+
 def _region_dict(cfg: Config) -> Optional[dict[str, float]]:
     region = cfg.preprocess.region
     return dataclasses.asdict(region) if region is not None else None
@@ -153,6 +160,7 @@ class Daemon:
         self.tracker: Optional[Tracker] = None
         self.change_gate = ChangeGate(cfg.gate)
         self._frame_size: Optional[tuple[int, int]] = None  # (width, height) of the last frame
+        self._roi_seen = False  # the source crops the region itself (Frame.roi)
         self._notices: tuple[EventNotice, ...] = ()  # events ended by a reload, not yet sent
         self._sink_list: tuple[Sink, ...] = ()
         self.sink_context = SinkContext(request_reload=self.request_reload)
@@ -377,6 +385,7 @@ class Daemon:
     def _check_frame_size(self, frame: Frame) -> None:
         """The first frame tells the frame size: a region too small for it stops the start."""
         size = (frame.image.shape[1], frame.image.shape[0])
+        self._roi_seen = frame.roi is not None
         if size == self._frame_size:
             return
         first, self._frame_size = self._frame_size is None and not self._ready, size
@@ -537,12 +546,14 @@ class Daemon:
                 old_model.input.width,
                 old_model.input.height,
             )
-            if size_changed or cfg.source != old_cfg.source:
+            if size_changed or _source_inputs(cfg) != _source_inputs(old_cfg):
                 capture = _capture(cfg, model)
             rules = rules_for(cfg, model.labels)
             problem = (
                 region_pixels_error(cfg.preprocess.region, *self._frame_size)
-                if self._frame_size is not None and cfg.source == old_cfg.source
+                if self._frame_size is not None
+                and not self._roi_seen
+                and cfg.source == old_cfg.source
                 else None
             )
             if problem is not None:

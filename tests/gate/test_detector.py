@@ -25,10 +25,34 @@ def test_the_ratio_is_the_share_of_pixels_past_the_threshold() -> None:
     base = np.full((100, 100), 100, np.uint8)
     assert det.compare(base).first
     moved = base.copy()
-    moved[:10, :20] = 200  # 200 of 10000 pixels
+    moved[:10, :20] = 200  # 10 rows of 20 pixels: 190 of the 100 x 99 neighbour pairs
     moved[50:60, :10] = 120  # 20 levels: under the threshold
-    assert det.compare(moved).ratio == 0.02
+    moved[80, 50] = moved[90, 52] = 255  # lone pixels (noise) have no changed neighbour
+    assert det.compare(moved).ratio == 190 / 9900
     assert det.compare(base).ratio == 0.0
+
+
+def test_sensor_noise_stays_under_the_threshold_and_a_small_subject_does_not() -> None:
+    from tests.gate.scenes import photo
+
+    rng = np.random.default_rng(0)
+    still = photo("bird.bmp", (160, 120))[..., 1].astype(np.float64)
+
+    def noisy(image: np.ndarray) -> np.ndarray:
+        # Sigma 10: night-time noise; alone, 1.4% of the pixels pass 25 levels.
+        return np.clip(image + rng.normal(0, 10, image.shape), 0, 255).astype(np.uint8)
+
+    det = ChangeDetector(pixel_threshold=25, adapt_rate=0.05)
+    det.compare(noisy(still))
+    ratios = []
+    for _ in range(60):
+        ratios.append(det.compare(noisy(still)).ratio)
+        det.adapt()
+    # The background starts from one noisy frame; adapting, it averages the noise out.
+    assert max(ratios[20:]) < 0.005  # gate.area_threshold's default
+    bird = still.copy()
+    bird[50:62, 70:82] = (still[50:62, 70:82] + 128) % 256  # 12 x 12 pixels: 0.75% of the plane
+    assert det.compare(noisy(bird)).ratio > 0.005
 
 
 def test_the_background_adapts_at_the_given_rate() -> None:

@@ -251,3 +251,50 @@ def test_a_reload_with_a_bad_region_keeps_the_running_config(
         wait_until(lambda: status().get("reloads") == 1, "a good reload", alive=bg.alive)
         assert status()["region"] == {"x": 0.0, "y": 0.0, "width": 0.5, "height": 0.5}
     assert np.isfinite(status()["gate"]["skipped_share"])
+
+
+def test_a_reload_with_a_new_region_or_gate_rebuilds_a_camera_source(
+    write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_daemon import daemon as daemon_module
+    from tests.fakes import ScriptedSource
+
+    built: list[tuple[Any, str]] = []
+
+    def camera(cfg: Any, size: tuple[int, int]) -> ScriptedSource:
+        # A camera crops the region in its ISP and gives the gate its luma: it must
+        # be set up again when either changes.
+        built.append((cfg.preprocess.region, cfg.gate.mode))
+        return ScriptedSource(image=photo("bird.bmp", (320, 240)), interval=0.02)
+
+    monkeypatch.setattr(daemon_module, "make_source", camera)
+    path = write_config(
+        delegates=["cpu"],
+        overrides={
+            "source": {"kind": "picamera2", "width": 640, "height": 480},
+            "outputs": {"status_interval": 0.05},
+        },
+    )
+
+    def rewrite(**sections: Any) -> None:
+        data = yaml.safe_load(path.read_text())
+        data.update({key: {**data.get(key, {}), **values} for key, values in sections.items()})
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    def status() -> dict[str, Any]:
+        return status_of(tmp_path / "out" / "status.json")
+
+    daemon = Daemon(load_config(path), config_path=str(path), environ={})
+    with Background(daemon) as bg:
+        wait_until(lambda: status().get("frames"), "a classified frame", alive=bg.alive)
+        steps = [
+            {"preprocess": {"region": RIGHT_HALF}},
+            {"gate": {"mode": "motion"}},
+            {"outputs": {"log_interval": 30.0}},  # neither: the camera stays as it is
+        ]
+        for n, change in enumerate(steps, start=1):
+            rewrite(**change)
+            daemon.request_reload()
+            wait_until(lambda n=n: status().get("reloads") == n, f"reload {n}", alive=bg.alive)
+    assert len(built) == 3
+    assert built[1][1] == "off" and built[1][0] is not None and built[2][1] == "motion"
