@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import signal
 import threading
@@ -49,11 +50,23 @@ def source_size(cfg: Config, width: int, height: int) -> tuple[int, int]:
     A camera's ISP scales frames to this size, so for ``resize: crop`` it must
     keep the main stream's aspect ratio (covering the model's size) for the
     centre crop to have anything to cut; for ``stretch`` it is the model size.
+
+    With ``preprocess.region`` the region, not the whole frame, must cover the
+    model's size once cropped, so the frame is asked for larger, up to the
+    configured ``source.width`` x ``source.height``.
     """
-    if cfg.preprocess.resize != "crop" or cfg.source.kind == "files":
+    if cfg.source.kind == "files":
         return width, height
     sw, sh = cfg.source.width, cfg.source.height
-    scale = max(width / sw, height / sh)
+    region = cfg.preprocess.region
+    rw, rh = (region.width, region.height) if region is not None else (1.0, 1.0)
+    if cfg.preprocess.resize != "crop":
+        if region is None:
+            return width, height
+        return min(sw, max(width, math.ceil(width / rw))), min(
+            sh, max(height, math.ceil(height / rh))
+        )
+    scale = min(1.0, max(width / (sw * rw), height / (sh * rh)))
     return max(width, round(sw * scale)), max(height, round(sh * scale))
 
 
