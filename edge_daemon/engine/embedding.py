@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -47,13 +47,22 @@ class EmbeddingSpec:
     # quantization): the same for a base model and every model taught on it,
     # so embeddings cached under it stay valid across those models.
     features_sha256: str = ""
+    # uint8/int8 code (as uint8) -> float32 value: one table look-up per frame.
+    _lut: Optional[np.ndarray] = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.dtype in ("uint8", "int8"):
+            codes = np.arange(256, dtype=np.uint8).view(np.dtype(self.dtype)).astype(np.float32)
+            lut = ((codes - self.zero_point) * self.scale).astype(np.float32)
+            object.__setattr__(self, "_lut", lut)
 
     def dequantize(self, raw: np.ndarray) -> np.ndarray:
-        """The float32 (dims,) vector from the tensor's raw contents."""
+        """The float32 (dims,) vector from the tensor's raw contents (a new array)."""
         flat = raw.reshape(-1)
-        if self.dtype == "float32":
-            return flat.astype(np.float32, copy=True)
-        return ((flat.astype(np.float32) - self.zero_point) * self.scale).astype(np.float32)
+        if self._lut is not None:
+            out: np.ndarray = np.take(self._lut, flat.view(np.uint8))
+            return out
+        return flat.astype(np.float32, copy=True)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from edge_daemon.config import parse_config
-from edge_daemon.engine.embedding import find_embedding, with_embedding_output
+from edge_daemon.engine.embedding import EmbeddingSpec, find_embedding, with_embedding_output
 from edge_daemon.engine.graph import read_graph
 from edge_daemon.engine.interpreter import DelegateSettings, build_engine
 from edge_daemon.engine.metadata import read_model_file
@@ -205,3 +205,15 @@ def test_check_says_whether_the_model_offers_embeddings(write_config: Any) -> No
     out = run_cli("check", "--config", str(cfg))
     assert out.returncode == 0, out.stderr
     assert "tensor 82 MobilenetV1/Logits/AvgPool_1a/AvgPool, 1024 dimensions uint8" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("dtype", "zero"), [("uint8", 0), ("uint8", 7), ("int8", -128), ("int8", 3)]
+)
+def test_dequantize_is_scale_times_code_minus_zero_point(dtype: str, zero: int) -> None:
+    spec = EmbeddingSpec(1, "pool", 256, dtype, 0.0235, zero)
+    raw = np.arange(256, dtype=np.uint8).view(np.dtype(dtype)).reshape(1, 1, 1, 256)
+    want = (raw.reshape(-1).astype(np.float64) - zero) * 0.0235
+    got = spec.dequantize(raw)
+    assert got.dtype == np.float32 and got.shape == (256,)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
