@@ -5,10 +5,13 @@ Topics, with ``base`` = <topic_prefix>/<device>:
 - ``base/availability``: ``online`` on every (re)connect; ``offline`` as the last
   will and on a clean stop. Retained.
 - ``base/state``: the smoothed top-1 and the top-k as JSON, retained; sent when
-  the top-1 label changes and at least every ``heartbeat`` seconds, never more
-  often than ``min_interval``.
-- ``base/attributes``: the top-k for Home Assistant's attributes, retained, at
-  most every ``attributes_interval`` seconds.
+  the top-1 label changes, when its score moved ``SCORE_STEP`` or more from the
+  one last sent, and at least every ``heartbeat`` seconds; never more often
+  than ``min_interval``.
+- ``base/attributes``: the top-k for Home Assistant's attributes, retained; sent
+  only when a label or its place changed or a score moved ``SCORE_STEP``, at
+  most every ``attributes_interval`` seconds (nothing in it changes per frame,
+  so Home Assistant's recorder gets no row for nothing).
 - ``base/status``: the daemon's status object, retained.
 - ``base/command/reload`` (only with ``mqtt.commands``): reload, as SIGHUP does.
 - With event rules: ``base/events`` (each event's start, better frame and end,
@@ -55,6 +58,21 @@ _EVENTS_PENDING = 256
 
 _NEVER = object()
 
+# A score that moved this much (5 percentage points) from the one last sent is
+# news: the state (and the attributes) go out again, rate-limited as usual.
+SCORE_STEP = 0.05
+# Floating-point slack, so that 0.90 -> 0.95 counts as a move of 0.05.
+_EPS = 1e-9
+# Unchanged attributes are looked at again after attributes_interval, at least this (s).
+_ATTRIBUTES_LOOK = 1.0
+
+
+def moved(old: Optional[float], new: Optional[float]) -> bool:
+    """Whether a score moved materially (``SCORE_STEP`` or more)."""
+    if old is None or new is None:
+        return old is not new
+    return abs(new - old) >= SCORE_STEP - _EPS
+
 
 def state_due(
     last_index: Optional[int],
@@ -63,17 +81,32 @@ def state_due(
     *,
     min_interval: float,
     heartbeat: float,
+    last_score: Optional[float] = None,
+    score: Optional[float] = None,
 ) -> float:
-    """When the state for top-1 ``index`` is due (monotonic time; compare with now).
+    """When the state for top-1 ``index`` at ``score`` is due (monotonic time).
 
-    Nothing sent yet: at once. The label changed: once ``min_interval`` has
-    passed since the last one. The same label: after ``heartbeat``.
+    Nothing sent yet: at once. The label changed, or its score moved
+    ``SCORE_STEP`` or more from ``last_score``: once ``min_interval`` has passed
+    since the last one. Otherwise: after ``heartbeat``.
     """
     if last_sent is None:
         return float("-inf")
-    if index != last_index:
+    if index != last_index or moved(last_score, score):
         return last_sent + min_interval
     return last_sent + max(heartbeat, min_interval)
+
+
+def attributes_key(item: Classified, model: Optional[str]) -> tuple[Any, ...]:
+    """What a reader of the attributes sees: the model and the top-k (label, score)."""
+    return (model, tuple((p.index, p.score) for p in item.smoothed))
+
+
+def attributes_changed(old: Optional[tuple[Any, ...]], new: tuple[Any, ...]) -> bool:
+    """A label or its place changed, or a score moved ``SCORE_STEP`` or more."""
+    if old is None or old[0] != new[0] or len(old[1]) != len(new[1]):
+        return True
+    return any(a[0] != b[0] or moved(a[1], b[1]) for a, b in zip(old[1], new[1]))
 
 
 def state_payload(item: Classified, model: Optional[str]) -> dict[str, Any]:
@@ -129,12 +162,14 @@ class MqttSink(Sink):
         # The top-1 of the last frame that woke the thread: a frame with the same
         # top-1 and no events leaves it asleep (its timers pick the newest frame).
         self._woken_for: object = _NEVER
+        self._woken_score: Optional[float] = None
         self._status: Optional[dict[str, Any]] = None
         self._status_dirty = False
         self._state_index: Optional[int] = None
+        self._state_score: Optional[float] = None
         self._state_at: Optional[float] = None
         self._attr_at: Optional[float] = None
-        self._attr_frame = 0
+        self._attr_sent: Optional[tuple[Any, ...]] = None
         self._discovery_at: Optional[float] = None
         # Events (edge_daemon.events): notices to publish, the rules now ON,
         # the best frame of each open event, the latest snapshot to send.
@@ -180,14 +215,15 @@ class MqttSink(Sink):
             ended = self._best_frames.observe(item)  # copies a frame only when it is the best
         top = item.top1
         index = top.index if top is not None else None
+        score = top.score if top is not None else None
         with self._cond:
             self._item = item
             if item.events and self.rules:
                 self._notices.extend(item.events)
                 for _event, image in ended:
                     self._snapshot = image
-            if item.events or index != self._woken_for:
-                self._woken_for = index
+            if item.events or index != self._woken_for or moved(self._woken_score, score):
+                self._woken_for, self._woken_score = index, score
                 self._cond.notify()
 
     def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
@@ -330,7 +366,7 @@ class MqttSink(Sink):
         cfg = self.cfg
         if self._announce:
             self._announce = False
-            self._state_at = self._attr_at = None  # send the latest again
+            self._state_at = self._attr_at = self._attr_sent = None  # send the latest again
             self._status_dirty = self._status is not None
             self._discovery_at = None
             jobs.append(lambda: self.publish(self.topics.availability, "online", retain=True))
@@ -352,34 +388,41 @@ class MqttSink(Sink):
         item = self._item
         if item is not None:
             index = item.top1.index if item.top1 else None
+            score = item.top1.score if item.top1 else None
             due = state_due(
                 self._state_index,
                 self._state_at,
                 index,
                 min_interval=cfg.min_interval,
                 heartbeat=cfg.heartbeat,
+                last_score=self._state_score,
+                score=score,
             )
             if now >= due:
-                self._state_index, self._state_at = index, now
+                self._state_index, self._state_score, self._state_at = index, score, now
                 payload = _json(state_payload(item, self._model))
                 jobs.append(lambda: self.publish(self.topics.state, payload, retain=True))
             elif now < due:
                 wake = due if wake is None else min(wake, due)
-            attr_due = (
-                float("-inf") if self._attr_at is None else self._attr_at + cfg.attributes_interval
-            )
-            if now >= attr_due and item.number != self._attr_frame:
-                self._attr_at, self._attr_frame = now, item.number
-                attrs = _json(
-                    {
-                        "predictions": [p.as_dict() for p in item.smoothed],
-                        "frame": item.number,
-                        "model": self._model,
-                    }
+            key = attributes_key(item, self._model)
+            if attributes_changed(self._attr_sent, key):
+                attr_due = (
+                    float("-inf")
+                    if self._attr_at is None
+                    else self._attr_at + cfg.attributes_interval
                 )
-                jobs.append(lambda: self.publish(self.topics.attributes, attrs, retain=True))
-            elif now < attr_due:
-                wake = attr_due if wake is None else min(wake, attr_due)
+                if now >= attr_due:
+                    self._attr_at, self._attr_sent = now, key
+                    attrs = _json(
+                        {"predictions": [p.as_dict() for p in item.smoothed], "model": self._model}
+                    )
+                    jobs.append(lambda: self.publish(self.topics.attributes, attrs, retain=True))
+                else:
+                    wake = attr_due if wake is None else min(wake, attr_due)
+            else:
+                # Frames wake this thread for the top-1 only: look at the rest now and then.
+                look = now + max(cfg.attributes_interval, _ATTRIBUTES_LOOK)
+                wake = look if wake is None else min(wake, look)
         jobs.extend(self._plan_events(now))
         if self._status_dirty and self._status is not None:
             self._status_dirty = False

@@ -188,6 +188,60 @@ def test_state_due_rules() -> None:
     assert state_due(None, None, 5, min_interval=0.2, heartbeat=60) == float("-inf")
     assert state_due(5, 100.0, 6, min_interval=0.2, heartbeat=60) == pytest.approx(100.2)
     assert state_due(5, 100.0, 5, min_interval=0.2, heartbeat=60) == pytest.approx(160.0)
+    # the same label, its score 5 points or more away from the one sent: after min_interval
+    due = {s: state_due(5, 100.0, 5, min_interval=0.2, heartbeat=60, last_score=0.90, score=s)
+           for s in (0.95, 0.85, 0.949, 0.93)}  # fmt: skip
+    assert due == pytest.approx({0.95: 100.2, 0.85: 100.2, 0.949: 160.0, 0.93: 160.0})
+
+
+def test_a_label_announced_mid_transition_gets_its_true_score_soon(
+    mosquitto: Mosquitto, sub: Subscriber, sinks: Any
+) -> None:
+    # model.smoothing: the label flips when the new class's average overtakes the old
+    # one's (about 50%); the next frames climb to 99.6% within min_interval.
+    sink = sinks(mqtt_cfg(mosquitto, min_interval=0.5, heartbeat=3600.0))
+    sink.classified(item(1, "toucan", 97, 0.9))
+    sub.wait_for(f"{BASE}/state")
+    time.sleep(0.6)
+    sink.classified(item(2, "macaw", 89, 0.498))
+    flipped = sub.wait_for(f"{BASE}/state", lambda m: m.json()["label"] == "macaw")
+    assert flipped.json()["score"] == pytest.approx(0.498)
+    for n, score in enumerate([0.6, 0.72, 0.85, 0.93, 0.97, 0.996], start=3):
+        sink.classified(item(n, "macaw", 89, score))
+    # The score is sent again without a label change, long before the heartbeat.
+    settled = sub.wait_for(f"{BASE}/state", lambda m: m.json()["score"] > 0.99, timeout=10)
+    assert settled.json()["label"] == "macaw" and settled.json()["frame"] == 8
+    assert settled.at - flipped.at >= 0.4  # rate-limited by min_interval (0.5 s)
+
+
+def test_the_state_is_not_resent_for_small_moves(
+    mosquitto: Mosquitto, sub: Subscriber, sinks: Any
+) -> None:
+    sink = sinks(mqtt_cfg(mosquitto, min_interval=0.0, heartbeat=3600.0))
+    for n, score in enumerate([0.90, 0.91, 0.93, 0.94, 0.92, 0.96, 0.97, 0.99], start=1):
+        sink.classified(item(n, score=score))
+        time.sleep(0.05)
+    sub.wait_for(f"{BASE}/state", lambda m: m.json()["score"] == pytest.approx(0.96))
+    time.sleep(0.5)
+    scores = [m.json()["score"] for m in sub.on(f"{BASE}/state")]
+    # 0.90 sent; 0.96 is the first 5 points away from it; 0.99 only 3 from 0.96.
+    assert scores == pytest.approx([0.90, 0.96])
+
+
+def test_attributes_change_only_when_something_a_reader_sees_changes(
+    mosquitto: Mosquitto, sub: Subscriber, sinks: Any
+) -> None:
+    sink = sinks(mqtt_cfg(mosquitto, attributes_interval=0.0))
+    sink.classified(item(1))
+    first = sub.wait_for(f"{BASE}/attributes").json()
+    assert "frame" not in first  # a number that changes with every message: a recorder row
+    for n in range(2, 30):  # new frames, the same top-k
+        sink.classified(item(n, score=0.93 + (n % 3) * 0.01))
+        time.sleep(0.01)
+    sink.classified(item(30, "toucan", 97, 0.8))  # a new top-1
+    sub.wait_for(f"{BASE}/attributes", lambda m: m.json()["predictions"][0]["label"] == "toucan")
+    sent = [m.json() for m in sub.on(f"{BASE}/attributes")]
+    assert len(sent) == 2, sent
 
 
 def test_broker_down_at_start_then_everything_arrives(
