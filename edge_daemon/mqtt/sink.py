@@ -43,7 +43,7 @@ from ..errors import EdgeDaemonError
 from ..sinks.base import Classified, EventNotice, ModelInfo, Sink, SinkContext, SinkHealth
 from ..sinks.prediction_log import iso_utc
 from . import broker
-from .hass import Entity, Topics, device_block, discovery_messages
+from .hass import Entity, Topics, discovery_messages, forget_subscription
 
 # How long close() waits for the last status and "offline" to reach the broker.
 _CLOSE_TIMEOUT = 3.0
@@ -54,6 +54,14 @@ _REDISCOVER_SPREAD = 2.0
 _NO_CONN = 4
 # Event notices waiting for this sink's thread (a burst beyond is dropped, oldest first).
 _EVENTS_PENDING = 256
+# After the broker confirmed the subscription to this Pi's discovery configs, wait
+# this long for the retained ones (they follow at once) before announcing (s) ...
+_RETAINED_SETTLE = 0.3
+# ... and this long after clearing an old one, so Home Assistant has removed its
+# entity before the new config takes the same entity id (s).
+_MIGRATE_GAP = 1.0
+# Without an answer to that subscription, announce anyway after this (s).
+_SUBACK_LIMIT = 5.0
 
 
 _NEVER = object()
@@ -171,6 +179,8 @@ class MqttSink(Sink):
         self._attr_at: Optional[float] = None
         self._attr_sent: Optional[tuple[Any, ...]] = None
         self._discovery_at: Optional[float] = None
+        self._discovered = False  # discovery sent since the last connect
+        self._configs_mid: Optional[int] = None  # the subscription to this Pi's configs
         # Events (edge_daemon.events): notices to publish, the rules now ON,
         # the best frame of each open event, the latest snapshot to send.
         self.rules = list(rules)
@@ -188,6 +198,8 @@ class MqttSink(Sink):
 
             self._best_frames = BestFrames()
             self._event_messages = EventMessages(self.topics.base)
+        # The discovery configs this Pi announces (any other one of its own is stale).
+        self._config_topics = {topic for topic, _ in self._discovery()} if cfg.discovery else set()
         self.client = broker.make_client(
             cfg,
             f"edge-daemon-{self.device}",
@@ -195,6 +207,7 @@ class MqttSink(Sink):
             on_connect_fail=self._on_connect_fail,
             on_disconnect=self._on_disconnect,
             on_message=self._on_message,
+            on_subscribe=self._on_subscribe,
         )
         self.client.will_set(self.topics.availability, "offline", qos=1, retain=True)
         self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
@@ -258,20 +271,31 @@ class MqttSink(Sink):
             self._health = SinkHealth("failing", broker.refused_error(self.cfg, reason))
             return
         subscriptions = []
-        if self.cfg.discovery:
-            subscriptions.append((f"{self.cfg.discovery_prefix}/status", 0))
-            # This Pi's event entities as the broker keeps them: those of rules
-            # renamed or removed since are cleared (no ghost entities).
-            subscriptions.append((self._event_configs, 0))
         if self.cfg.commands:
             subscriptions.append((self.topics.reload, 1))
-        if subscriptions:
-            client.subscribe(subscriptions)
+        if self.cfg.discovery:
+            subscriptions.append((f"{self.cfg.discovery_prefix}/status", 0))
         with self._cond:
             self._connected = self._session_ok = True
             self._announce = True
             self._health = SinkHealth("ok", None)
+            if self.cfg.discovery:
+                # Discovery waits for the configs the broker keeps for this Pi: those
+                # that are no longer ours (renamed or removed rules, the unique ids
+                # of older versions) are cleared first, so Home Assistant keeps no
+                # orphan and the new entity gets the old entity id.
+                self._discovered = False
+                self._discovery_at = time.monotonic() + _SUBACK_LIMIT
+                _rc, self._configs_mid = client.subscribe(self._own_configs, 0)
             self._cond.notify()
+        if subscriptions:
+            client.subscribe(subscriptions)
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, *rest: Any) -> None:
+        with self._cond:
+            if mid == self._configs_mid and not self._discovered:
+                self._discovery_at = time.monotonic() + _RETAINED_SETTLE
+                self._cond.notify()
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         error = getattr(client, "last_connect_error", None)
@@ -292,12 +316,12 @@ class MqttSink(Sink):
             )
 
     @property
-    def _event_configs(self) -> str:
-        return f"{self.cfg.discovery_prefix}/binary_sensor/{self.device}/+/config"
+    def _own_configs(self) -> str:
+        return forget_subscription(self.cfg.discovery_prefix, self.device)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        if msg.topic.startswith(self._event_configs.split("+")[0]):
-            self._forget_old_rule(msg.topic, bytes(msg.payload))
+        if self._is_own_config(msg.topic):
+            self._forget_stale_config(msg.topic, bytes(msg.payload))
             return
         if msg.retain:
             return  # an old message kept by the broker is no request
@@ -308,14 +332,26 @@ class MqttSink(Sink):
                 self._discovery_at = time.monotonic() + random.uniform(0, _REDISCOVER_SPREAD)
                 self._cond.notify()
 
-    def _forget_old_rule(self, topic: str, payload: bytes) -> None:
-        """Clear the retained entity of an event rule that is no longer configured."""
-        object_id = topic.split("/")[-2]
-        prefix = f"{self.device}_event_"
-        if not payload or not object_id.startswith(prefix):
+    def _is_own_config(self, topic: str) -> bool:
+        """``topic`` is <discovery_prefix>/<component>/<this device>/<object>/config."""
+        prefix = self.cfg.discovery_prefix.split("/")
+        parts = topic.split("/")
+        n = len(prefix)
+        return (
+            len(parts) == n + 4
+            and parts[:n] == prefix
+            and parts[n + 1] == self.device
+            and parts[-1] == "config"
+        )
+
+    def _forget_stale_config(self, topic: str, payload: bytes) -> None:
+        """Clear a retained discovery config of this Pi that it no longer announces."""
+        if not payload or topic in self._config_topics:
             return
-        if object_id[len(prefix) :] not in self.rules:
-            self.client.publish(topic, b"", qos=1, retain=True)
+        self.client.publish(topic, b"", qos=1, retain=True)
+        with self._cond:
+            if not self._discovered and self._discovery_at is not None:
+                self._discovery_at = max(self._discovery_at, time.monotonic() + _MIGRATE_GAP)
 
     # -- this sink's thread --------------------------------------------------------------
     def publish(
@@ -368,10 +404,7 @@ class MqttSink(Sink):
             self._announce = False
             self._state_at = self._attr_at = self._attr_sent = None  # send the latest again
             self._status_dirty = self._status is not None
-            self._discovery_at = None
             jobs.append(lambda: self.publish(self.topics.availability, "online", retain=True))
-            if cfg.discovery:
-                jobs.append(self._send_discovery)
             if self.rules:
                 from .events import rule_states
 
@@ -379,6 +412,7 @@ class MqttSink(Sink):
                 jobs.append(lambda: self._send_all(states))
         if self._discovery_at is not None and now >= self._discovery_at:
             self._discovery_at = None
+            self._discovered = True
             jobs.append(self._send_discovery)
         if self._offline:  # what waited while the broker was away, after the announcement
             waited = list(self._offline)
@@ -462,29 +496,25 @@ class MqttSink(Sink):
         jpeg = encode_jpeg(image, self.jpeg_quality)
         self._send_all([snapshot_message(self.topics.base, jpeg)])
 
-    def _send_discovery(self) -> None:
-        messages = discovery_messages(
+    def _discovery(self) -> list[tuple[str, str]]:
+        extra = self.extra_entities()
+        if self.rules:
+            from .events import event_entities
+
+            extra = [*event_entities(self.topics.base, self.rules), *extra]
+        return discovery_messages(
             discovery_prefix=self.cfg.discovery_prefix,
             device=self.device,
             topics=self.topics,
             configuration_url=self.cfg.configuration_url,
-            extra=self.extra_entities(),
+            extra=extra,
         )
+
+    def _send_discovery(self) -> None:
+        messages = self._discovery()
+        self._config_topics = {topic for topic, _ in messages}
         for topic, payload in messages:
             self.publish(topic, payload, retain=True)
-        if self.rules:
-            from .events import discovery_messages as event_discovery
-
-            self._send_all(
-                event_discovery(
-                    prefix=self.cfg.discovery_prefix,
-                    node_id=self.device,
-                    base=self.topics.base,
-                    rules=self.rules,
-                    device=device_block(self.device, self.cfg.configuration_url),
-                    availability=[{"topic": self.topics.availability}],
-                )
-            )
 
 
 def make_mqtt_sink(cfg: Config, ctx: SinkContext) -> Optional[Sink]:

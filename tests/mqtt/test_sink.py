@@ -423,13 +423,16 @@ def test_events_rule_states_snapshot_and_their_entities(
         snapshot = sub.wait_for(f"{BASE}/snapshot")
         assert snapshot.payload[:2] == b"\xff\xd8"  # the best frame, as JPEG
         # Home Assistant: an event binary_sensor per rule and the snapshot's image entity.
-        rule = sub.wait_for("homeassistant/binary_sensor/pi-test/pi-test_event_birds/config")
+        rule = sub.wait_for("homeassistant/binary_sensor/pi-test/event_birds/config")
         config = rule.json()
         assert config["state_topic"] == f"{BASE}/rules/birds"
         assert config["availability"] == [{"topic": f"{BASE}/availability"}]
         assert config["device"]["identifiers"] == ["edge_daemon_pi-test"]
-        image = sub.wait_for("homeassistant/image/pi-test/pi-test_event_snapshot/config").json()
+        image = sub.wait_for("homeassistant/image/pi-test/event_snapshot/config").json()
         assert image["image_topic"] == f"{BASE}/snapshot"
+        for c in (config, image):  # like every other entity of the Pi
+            assert c["origin"]["name"] == "edge-daemon"
+            assert c["unique_id"].startswith("edge_daemon_pi-test_event_")
     finally:
         sink.close()
 
@@ -461,7 +464,7 @@ def test_events_wait_for_the_broker_in_a_bounded_queue(mosquitto: Mosquitto, sin
 
 
 def test_a_removed_rule_leaves_no_ghost_entity(mosquitto: Mosquitto, sub: Subscriber) -> None:
-    cats = "homeassistant/binary_sensor/pi-test/pi-test_event_cats/config"
+    cats = "homeassistant/binary_sensor/pi-test/event_cats/config"
     first = MqttSink(mqtt_cfg(mosquitto), rules=["birds", "cats"])
     sub.wait_for(cats, lambda m: bool(m.payload))
     first.close()
@@ -470,10 +473,54 @@ def test_a_removed_rule_leaves_no_ghost_entity(mosquitto: Mosquitto, sub: Subscr
         sub.wait_for(cats, lambda m: m.payload == b"")  # an empty retained config removes it
         late = Subscriber(mosquitto, "homeassistant/#")
         try:
-            late.wait_for("homeassistant/binary_sensor/pi-test/pi-test_event_birds/config")
+            late.wait_for("homeassistant/binary_sensor/pi-test/event_birds/config")
             time.sleep(0.5)
             assert late.on(cats) == []
         finally:
             late.close()
     finally:
         second.close()
+
+
+def test_entities_of_older_versions_are_cleared_before_the_new_ones_come(
+    mosquitto: Mosquitto, sub: Subscriber
+) -> None:
+    # What 0.1 left retained: the rule's sensor and the image under unique ids
+    # without the edge_daemon_ prefix, and a rule removed since.
+    old = {
+        "homeassistant/binary_sensor/pi-test/pi-test_event_birds/config": "pi-test_event_birds",
+        "homeassistant/image/pi-test/pi-test_event_snapshot/config": "pi-test_event_snapshot",
+        "homeassistant/binary_sensor/pi-test/pi-test_event_cats/config": "pi-test_event_cats",
+    }
+    for topic, uid in old.items():
+        payload = json.dumps({"unique_id": uid, "name": uid, "state_topic": "x"})
+        sub.client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    for topic in old:
+        sub.wait_for(topic)
+    mark = sub.mark()
+    sink = MqttSink(mqtt_cfg(mosquitto), rules=["birds"])
+    try:
+        new = "homeassistant/binary_sensor/pi-test/event_birds/config"
+        config = sub.wait_for(new, after=mark)
+        assert config.json()["unique_id"] == "edge_daemon_pi-test_event_birds"
+        cleared = {
+            m.topic: i for i, m in enumerate(sub.messages[mark:]) if m.topic in old
+        }
+        assert set(cleared) == set(old)
+        assert all(sub.messages[mark + i].payload == b"" for i in cleared.values())
+        # Cleared first: Home Assistant drops the old entity before the new one
+        # asks for the same entity id.
+        first_config = min(
+            i for i, m in enumerate(sub.messages[mark:])
+            if m.topic.startswith("homeassistant/") and m.payload and m.topic not in old
+        )  # fmt: skip
+        assert max(cleared.values()) < first_config
+        late = Subscriber(mosquitto, "homeassistant/#")
+        try:
+            late.wait_for(new)
+            time.sleep(0.5)
+            assert not [m for m in late.messages if m.topic in old]
+        finally:
+            late.close()
+    finally:
+        sink.close()
