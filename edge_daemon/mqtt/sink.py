@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -65,6 +67,8 @@ _SUBACK_LIMIT = 5.0
 
 
 _NEVER = object()
+# Named in base/status, so a second daemon under the same mqtt.device can say whose it is.
+_HOST = socket.gethostname()
 
 # A score that moved this much (5 percentage points) from the one last sent is
 # news: the state (and the attributes) go out again, rate-limited as usual.
@@ -208,6 +212,7 @@ class MqttSink(Sink):
             on_disconnect=self._on_disconnect,
             on_message=self._on_message,
             on_subscribe=self._on_subscribe,
+            before_connect=self._check_device_free,
         )
         self.client.will_set(self.topics.availability, "offline", qos=1, retain=True)
         self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
@@ -296,6 +301,29 @@ class MqttSink(Sink):
             if mid == self._configs_mid and not self._discovered:
                 self._discovery_at = time.monotonic() + _RETAINED_SETTLE
                 self._cond.notify()
+
+    def _check_device_free(self) -> None:
+        """Before each connect: refuse to take over another daemon's place.
+
+        Two daemons with one ``mqtt.device`` share a client id: each connect
+        would throw the other off, for ever. So the broker's retained
+        availability and status are read first, by a client of another id.
+        """
+        if self._closed:
+            return
+        topics = self.topics
+        found = broker.probe_retained(self.cfg, [topics.availability, topics.status])
+        if found is None:
+            return
+        who = broker.other_daemon(
+            found, topics.availability, topics.status, host=_HOST, pid=os.getpid()
+        )
+        if who is not None:
+            raise broker.DeviceInUse(
+                f"{broker.where(self.cfg)}: mqtt.device {self.device!r} is in use by the"
+                f" edge-daemon on {who}; give each Pi its own mqtt.device (this one stays"
+                " off MQTT and checks again now and then)"
+            )
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         error = getattr(client, "last_connect_error", None)
@@ -460,7 +488,7 @@ class MqttSink(Sink):
         jobs.extend(self._plan_events(now))
         if self._status_dirty and self._status is not None:
             self._status_dirty = False
-            status = _json(self._status)
+            status = _json({"host": _HOST, **self._status})
             jobs.append(lambda: self.publish(self.topics.status, status, retain=True))
         return jobs, wake
 

@@ -503,9 +503,7 @@ def test_entities_of_older_versions_are_cleared_before_the_new_ones_come(
         new = "homeassistant/binary_sensor/pi-test/event_birds/config"
         config = sub.wait_for(new, after=mark)
         assert config.json()["unique_id"] == "edge_daemon_pi-test_event_birds"
-        cleared = {
-            m.topic: i for i, m in enumerate(sub.messages[mark:]) if m.topic in old
-        }
+        cleared = {m.topic: i for i, m in enumerate(sub.messages[mark:]) if m.topic in old}
         assert set(cleared) == set(old)
         assert all(sub.messages[mark + i].payload == b"" for i in cleared.values())
         # Cleared first: Home Assistant drops the old entity before the new one
