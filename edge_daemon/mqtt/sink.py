@@ -244,6 +244,16 @@ class MqttSink(Sink):
                 self._woken_for, self._woken_score = index, score
                 self._cond.notify()
 
+    def events_ended(self, notices: Sequence[EventNotice]) -> None:
+        if not notices or self._best_frames is None:
+            return
+        ended = self._best_frames.ended(notices)
+        with self._cond:
+            self._notices.extend(notices)
+            for _event, image in ended:
+                self._snapshot = image
+            self._cond.notify()
+
     def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
         with self._cond:
             self._status = status

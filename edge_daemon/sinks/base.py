@@ -115,6 +115,10 @@ class Sink:
     def classified(self, item: Classified) -> None:
         """One frame's result. Runs on the inference thread: return at once."""
 
+    def events_ended(self, notices: Sequence[EventNotice]) -> None:
+        """Event ``end`` notices that come without a frame: at a clean stop, those of
+        every open event (cut short). Runs on the inference thread, before ``close()``."""
+
     def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
         """The status object. ``urgent``: the first, the ready and the last one;
         a sink that writes a file writes it before returning."""
