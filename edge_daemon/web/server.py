@@ -23,12 +23,13 @@ import socket
 import socketserver
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Optional, Protocol, cast
 from urllib.parse import parse_qs, urlsplit
 
 from .auth import COOKIE, Auth
+from .hosts import host_allowed, host_name, known_names
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         method = self.command
+        host = self.headers.get("Host")
+        if not host_allowed(host, self.server.known_names):
+            self._send(
+                error(
+                    403,
+                    f"this server does not answer for the host {host_name(host or '')[:100]!r};"
+                    " add it to http.allowed_hosts",
+                )
+            )
+            return
         if method not in ("GET", "HEAD", "POST"):
             self._send(error(405, f"method {method[:20]} not allowed"), allow=True)
             return
@@ -329,7 +340,9 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         *,
         max_clients: int,
         idle_timeout: float,
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
+        self.known_names = known_names(allowed_hosts)
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.api = api
         self.max_clients = max_clients
