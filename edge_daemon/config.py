@@ -359,7 +359,7 @@ class HttpConfig:
     allowed_hosts: Optional[list[str]] = _key(  # noqa: RUF009
         None,
         "Host names answered besides addresses, localhost and this machine's name (DNS"
-        " rebinding guard); [\"*\"] = any; null = none",
+        ' rebinding guard); ["*"] = any; null = none',
     )
 
 
