@@ -485,7 +485,7 @@ def test_a_removed_rule_leaves_no_ghost_entity(mosquitto: Mosquitto, sub: Subscr
 def test_entities_of_older_versions_are_cleared_before_the_new_ones_come(
     mosquitto: Mosquitto, sub: Subscriber
 ) -> None:
-    # What 0.1 left retained: the rule's sensor and the image under unique ids
+    # What earlier versions left retained: the rule's sensor and the image under unique ids
     # without the edge_daemon_ prefix, and a rule removed since.
     old = {
         "homeassistant/binary_sensor/pi-test/pi-test_event_birds/config": "pi-test_event_birds",
