@@ -218,7 +218,9 @@ def test_the_state_is_not_resent_for_small_moves(
     mosquitto: Mosquitto, sub: Subscriber, sinks: Any
 ) -> None:
     sink = sinks(mqtt_cfg(mosquitto, min_interval=0.0, heartbeat=3600.0))
-    for n, score in enumerate([0.90, 0.91, 0.93, 0.94, 0.92, 0.96, 0.97, 0.99], start=1):
+    sink.classified(item(1, score=0.90))
+    sub.wait_for(f"{BASE}/state")
+    for n, score in enumerate([0.91, 0.93, 0.94, 0.92, 0.96, 0.97, 0.99], start=2):
         sink.classified(item(n, score=score))
         time.sleep(0.05)
     sub.wait_for(f"{BASE}/state", lambda m: m.json()["score"] == pytest.approx(0.96))
