@@ -17,7 +17,13 @@ from typing import Any, Callable, Optional
 from ..config import MqttConfig
 from ..errors import EdgeDaemonError
 from . import broker
-from .hass import Topics, builtin_entities, config_topic, forget_subscription
+from .hass import (
+    Topics,
+    announced_by_us,
+    builtin_entities,
+    config_topic,
+    forget_subscription,
+)
 
 # After the subscription is acknowledged, the broker sends what it retains at
 # once; the view is complete when nothing new came for this long.
@@ -243,7 +249,11 @@ def forget(
         while time.monotonic() - last[0] < settle:
             time.sleep(0.05)
         online = found.get(topics.availability) == b"online"
-        configs = {t for t in found if not t.startswith(f"{topics.base}/")}
+        configs = {
+            t
+            for t, payload in found.items()
+            if not t.startswith(f"{topics.base}/") and announced_by_us(payload, device)
+        }
         configs |= {config_topic(cfg.discovery_prefix, e, device) for e in builtin_entities(topics)}
         retained = {t for t in found if t.startswith(f"{topics.base}/")}
         retained |= {topics.state, topics.attributes, topics.status, topics.availability}

@@ -45,7 +45,7 @@ from ..errors import EdgeDaemonError
 from ..sinks.base import Classified, EventNotice, ModelInfo, Sink, SinkContext, SinkHealth
 from ..sinks.prediction_log import iso_utc
 from . import broker
-from .hass import Entity, Topics, discovery_messages, forget_subscription
+from .hass import Entity, Topics, announced_by_us, discovery_messages, forget_subscription
 
 # How long close() waits for the last status and "offline" to reach the broker.
 _CLOSE_TIMEOUT = 3.0
@@ -384,8 +384,8 @@ class MqttSink(Sink):
 
     def _forget_stale_config(self, topic: str, payload: bytes) -> None:
         """Clear a retained discovery config of this Pi that it no longer announces."""
-        if not payload or topic in self._config_topics:
-            return
+        if not payload or topic in self._config_topics or not announced_by_us(payload, self.device):
+            return  # empty, still announced, or another program's under the same node id
         self.client.publish(topic, b"", qos=1, retain=True)
         with self._cond:
             if not self._discovered and self._discovery_at is not None:

@@ -494,10 +494,15 @@ def test_entities_of_older_versions_are_cleared_before_the_new_ones_come(
         "homeassistant/image/pi-test/pi-test_event_snapshot/config": "pi-test_event_snapshot",
         "homeassistant/binary_sensor/pi-test/pi-test_event_cats/config": "pi-test_event_cats",
     }
+    device = {"identifiers": ["edge_daemon_pi-test"], "name": "pi-test"}
     for topic, uid in old.items():
-        payload = json.dumps({"unique_id": uid, "name": uid, "state_topic": "x"})
+        payload = json.dumps({"unique_id": uid, "name": uid, "state_topic": "x", "device": device})
         sub.client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
-    for topic in old:
+    # Another program's entity under the same node id (an ESPHome device named alike).
+    foreign = "homeassistant/sensor/pi-test/temperature/config"
+    other = {"unique_id": "esp-temp", "state_topic": "y", "dev": {"ids": ["esphome_pi-test"]}}
+    sub.client.publish(foreign, json.dumps(other), qos=1, retain=True).wait_for_publish(5)
+    for topic in [*old, foreign]:
         sub.wait_for(topic)
     mark = sub.mark()
     sink = MqttSink(mqtt_cfg(mosquitto), rules=["birds"])
@@ -518,6 +523,7 @@ def test_entities_of_older_versions_are_cleared_before_the_new_ones_come(
         late = Subscriber(mosquitto, "homeassistant/#")
         try:
             late.wait_for(new)
+            assert late.wait_for(foreign).json() == other  # left alone
             time.sleep(0.5)
             assert not [m for m in late.messages if m.topic in old]
         finally:
