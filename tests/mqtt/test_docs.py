@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from edge_daemon.mqtt.events import event_entities
-from edge_daemon.mqtt.hass import Topics, discovery_messages
+from edge_daemon.mqtt.hass import Topics, builtin_entities, discovery_messages
 from tests.helpers import REPO
 
 jinja2 = pytest.importorskip("jinja2")
@@ -53,10 +53,10 @@ def test_the_examples_name_entities_the_pi_announces() -> None:
 def sensors(message: dict[str, Any]) -> dict[str, str]:
     """What the label and score sensors show for one base/state payload."""
     env = jinja2.Environment()
-    config = {"label": "{{ value_json.label }}", "score": "{{ (value_json.score * 100) | round(1) }}"}
+    templates = {e.object_id: e.config["value_template"] for e in builtin_entities(Topics("b"))}
     return {
-        f"sensor.porch_pi_{k}": env.from_string(t).render(value_json=message)
-        for k, t in config.items()
+        f"sensor.porch_pi_{k}": env.from_string(templates[k]).render(value_json=message)
+        for k in ("label", "score")
     }
 
 
