@@ -53,7 +53,7 @@ def test_the_examples_name_entities_the_pi_announces() -> None:
 def sensors(message: dict[str, Any]) -> dict[str, str]:
     """What the label and score sensors show for one base/state payload."""
     env = jinja2.Environment()
-    templates = {e.object_id: e.config["value_template"] for e in builtin_entities(Topics("b"))}
+    templates = {e.object_id: e.config.get("value_template") for e in builtin_entities(Topics("b"))}
     return {
         f"sensor.porch_pi_{k}": env.from_string(templates[k]).render(value_json=message)
         for k in ("label", "score")
@@ -70,7 +70,7 @@ def runs(messages: list[dict[str, Any]], score_first: bool) -> int:
     env.globals["states"] = lambda entity: states.get(entity, "unknown")
 
     def true() -> bool:
-        return env.from_string(template).render() == "True"
+        return bool(env.from_string(template).render() == "True")
 
     count, before = 0, False
     for message in messages:
@@ -89,7 +89,7 @@ def runs(messages: list[dict[str, Any]], score_first: bool) -> int:
 def check(condition: dict[str, Any], states: dict[str, str]) -> bool:
     value = states.get(condition["entity_id"], "unknown")
     if condition["condition"] == "state":
-        return value == condition["state"]
+        return bool(value == condition["state"])
     return float(value) > float(condition["above"])
 
 
