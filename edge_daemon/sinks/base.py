@@ -81,6 +81,19 @@ class Classified:
         return self.smoothed[0] if self.smoothed else None
 
 
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A frame the change gate let pass unclassified (``gate.mode: motion``).
+
+    Only the live view shows it (the picture stays live while the gate
+    watches); nothing reports it as a result. ``image`` as in ``Classified``.
+    """
+
+    name: str
+    captured_at: float
+    image: np.ndarray
+
+
 @dataclass(frozen=True)
 class SinkHealth:
     """How a sink is doing: ``state`` and, unless ok, one line saying why and what to do."""
@@ -118,6 +131,9 @@ class Sink:
     def events_ended(self, notices: Sequence[EventNotice]) -> None:
         """Event ``end`` notices that come without a frame: at a clean stop, those of
         every open event (cut short). Runs on the inference thread, before ``close()``."""
+
+    def skipped(self, item: Skipped) -> None:
+        """A frame the change gate skipped (inference thread: return at once)."""
 
     def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
         """The status object. ``urgent``: the first, the ready and the last one;
