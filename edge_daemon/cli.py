@@ -108,6 +108,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             + (" (offset by one: background class 0)" if model.labels.offset else ""),
             "runtime": e.runtime,
             "delegate": e.delegate,
+            "embedding": (
+                f"tensor {model.embedding.tensor} {model.embedding.name},"
+                f" {model.embedding.dims} dimensions {model.embedding.dtype}"
+                if model.embedding is not None
+                else f"none: {model.embedding_reason}"
+            ),
             "source": cfg.source.kind
             + (f" {cfg.source.path}" if cfg.source.kind == "files" else ""),
             "prediction_log": cfg.outputs.prediction_log or "off",

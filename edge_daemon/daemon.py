@@ -384,6 +384,7 @@ class Daemon:
             smoothed,
             result.inference_ms,
             events,
+            result.embedding,
         )
         for sink in self._sink_list:
             sink.classified(item)

@@ -64,7 +64,9 @@ class Classified:
     not the model's input); sinks must not modify it. ``predictions`` are the
     raw per-frame top-k, best first; ``smoothed`` the same after
     ``model.smoothing`` (the very list when smoothing is off). ``events``
-    are the event notices this frame caused.
+    are the event notices this frame caused. ``embedding`` is the base
+    network's pooled feature vector from the same invoke (float32 (dims,),
+    dequantized), None when the model offers none.
     """
 
     number: int  # frames classified since start, 1 for the first
@@ -75,6 +77,7 @@ class Classified:
     smoothed: Sequence[Prediction]
     inference_ms: float
     events: tuple[EventNotice, ...] = ()
+    embedding: Optional[np.ndarray] = None
 
     @property
     def top1(self) -> Optional[Prediction]:
