@@ -395,6 +395,11 @@ class HttpConfig:
     idle_timeout: float = _key(
         20.0, "close a connection that sends or reads nothing for this long (s)", lo=1.0, hi=3600.0
     )
+    allowed_hosts: Optional[list[str]] = _key(  # noqa: RUF009
+        None,
+        "Host names answered besides addresses, localhost and this machine's name (DNS"
+        ' rebinding guard); ["*"] = any; null = none',
+    )
 
 
 @dataclass(frozen=True)

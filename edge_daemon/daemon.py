@@ -625,8 +625,10 @@ class Daemon:
         if self.state != "failed":
             self.state = "stopped"
         self.reason = None
-        if self.tracker is not None:
-            self.tracker.close_all(time.time())  # the events sink closes their rows itself
+        if self.tracker is not None:  # open events end, cut short, in every output
+            ended = self._notices + self.tracker.close_all(time.time())
+            for sink in self._sink_list:
+                sink.events_ended(ended)
         self._write_status(force=True)
         for sink in self._sink_list:
             sink.close()

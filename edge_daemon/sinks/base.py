@@ -131,6 +131,10 @@ class Sink:
     def classified(self, item: Classified) -> None:
         """One frame's result. Runs on the inference thread: return at once."""
 
+    def events_ended(self, notices: Sequence[EventNotice]) -> None:
+        """Event ``end`` notices that come without a frame: at a clean stop, those of
+        every open event (cut short). Runs on the inference thread, before ``close()``."""
+
     def skipped(self, item: Skipped) -> None:
         """A frame the change gate skipped (inference thread: return at once)."""
 
