@@ -197,6 +197,14 @@ def test_cross_origin_writes_are_refused(
     assert w.overview()["training"]["state"] == "idle"
 
 
+def test_a_foreign_host_name_cannot_write_either(teach_web: Callable[..., TeachWeb]) -> None:
+    w = teach_web()  # a page on evil.example whose name now points at this server
+    w.sink.classified(classified(1))
+    evil = {"Host": f"evil.example:{w.port}", "Origin": f"http://evil.example:{w.port}"}
+    reply = w.send("POST", "/api/teach/samples", {"class": "open"}, headers=evil)
+    assert reply.status == 403 and files_under(w.root) == set()
+
+
 def test_the_pages_own_origin_may_write(teach_web: Callable[..., TeachWeb]) -> None:
     w = teach_web()
     w.sink.classified(classified(1))
@@ -247,7 +255,7 @@ def test_a_chunked_body_is_refused(teach_web: Callable[..., TeachWeb]) -> None:
     w.sink.classified(classified(1))
     reply = exchange(
         w.port,
-        b"POST /api/teach/samples HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        b"POST /api/teach/samples HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
         + TOKEN.encode()
         + b'\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{"class": "op"}\r\n0\r\n\r\n',
     )
