@@ -13,7 +13,11 @@ SIGSEGV in invoke(). The rules are the ones TFLite's own model verifier
   tensors an earlier operator wrote;
 - an operator writes no constant, no subgraph input and no tensor written
   before;
-- a subgraph's outputs are all produced (or are inputs or constants).
+- a subgraph's outputs are all produced (or are inputs or constants);
+- an input's shape has no dimension below 1 (an input with 0 channels is a
+  division by zero, SIGFPE, in tflite-runtime 2.14's convolution);
+- there is a subgraph at all (a lost Model.subgraphs field is a NULL
+  dereference in the InterpreterBuilder of both runtimes).
 """
 
 from __future__ import annotations
@@ -65,7 +69,10 @@ def check_graph(data: bytes) -> None:
     root = Table(data, int.from_bytes(data[0:4], "little"))
     opcodes = len(_tables(root, 1))  # Model.operator_codes
     buffers = _tables(root, 4)  # Model.buffers
-    for s, subgraph in enumerate(_tables(root, 2)):  # Model.subgraphs
+    subgraphs = _tables(root, 2)  # Model.subgraphs
+    if not subgraphs:  # both runtimes read the first subgraph unchecked
+        raise ValueError("damaged model: it has no subgraph (no graph to run)")
+    for s, subgraph in enumerate(subgraphs):
         _check_subgraph(s, subgraph, opcodes, buffers)
 
 
@@ -101,6 +108,9 @@ def _check_subgraph(s: int, subgraph: Table, opcodes: int, buffers: list[Table])
     for index in inputs:
         if index in constants:
             raise ValueError(f"damaged model: input tensor {index} of {where} is a constant")
+        shape = _ints(tensors[index], 0)  # Tensor.shape
+        if any(d < 1 for d in shape):  # tflite-runtime 2.14 divides by a 0 channel count
+            raise ValueError(f"damaged model: input tensor {index} of {where} has shape {shape}")
     written: set[int] = set()
     readable = constants | variables | set(inputs)
     for k, op in enumerate(_tables(subgraph, 3)):  # SubGraph.operators
@@ -130,9 +140,7 @@ def _check_subgraph(s: int, subgraph: Table, opcodes: int, buffers: list[Table])
                     if index in inputs
                     else "written by an earlier operator"
                 )
-                raise ValueError(
-                    f"damaged model: {what} of {where} writes tensor {index}, {kind}"
-                )
+                raise ValueError(f"damaged model: {what} of {where} writes tensor {index}, {kind}")
             written.add(index)
     for index in outputs:
         if index not in readable and index not in written:
