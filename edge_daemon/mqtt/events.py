@@ -126,6 +126,11 @@ def _entity(
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _slug(uid: str) -> str:
+    """The object part of an entity id: Home Assistant allows only [a-z0-9_] there."""
+    return uid.lower().replace("-", "_")
+
+
 def discovery_messages(
     *,
     prefix: str,
@@ -152,7 +157,7 @@ def discovery_messages(
             payload_on="ON",
             payload_off="OFF",
             device_class="occupancy",
-            default_entity_id=f"binary_sensor.{uid}",
+            default_entity_id=f"binary_sensor.{_slug(uid)}",
         )
         out.append((f"{prefix}/binary_sensor/{node_id}/{uid}/config", payload, True, 1))
     uid = f"{node_id}_event_snapshot"
@@ -163,7 +168,7 @@ def discovery_messages(
         availability,
         image_topic=snapshot_topic(base),
         content_type="image/jpeg",
-        default_entity_id=f"image.{uid}",
+        default_entity_id=f"image.{_slug(uid)}",
     )
     out.append((f"{prefix}/image/{node_id}/{uid}/config", payload, True, 1))
     return out
