@@ -273,10 +273,12 @@ main() {
         ;;
     version) printf '%s\n' "$VERSION" ;;
     newest)
-        local root
-        root=$(ready_root) || die "no root yet to ask (sudo scripts/hass-root.sh build)"
-        chroot "$root" "$VENV/bin/python" -m pip index versions homeassistant 2>/dev/null |
-            sed -n 's/^homeassistant (\(.*\))$/\1/p'
+        # The host's pip (its index settings), asked for the root's Python.
+        local root py
+        root=$(ready_root) || die "no root yet to ask for its Python (sudo scripts/hass-root.sh build)"
+        py=$(chroot "$root" python3 -c 'import platform; print(platform.python_version())')
+        "${ROOT_PIP_PYTHON:-python3}" -m pip index versions homeassistant --python-version "$py" \
+            --only-binary=:all: 2>/dev/null | sed -n 's/^homeassistant (\(.*\))$/\1/p'
         ;;
     run)
         [[ -d ${2:-} ]] || die "run needs the Home Assistant config folder: $0 run CONFIG [HASS-ARG]..."

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test suite, as CI runs it: lint, format and type checks, then pytest with
 # both TFLite runtimes installed side by side (NumPy 1), then the golden tests
-# again with ai-edge-litert alone on NumPy 2, meanwhile (CI=true, or
-# PI_CHECK=1) the emulated Raspberry Pi OS check for arm64 and armhf, and last
-# the side-by-side benchmark. Extra arguments go to the first pytest run.
+# again with ai-edge-litert alone on NumPy 2, then (CI=true, or HASS_CHECK=1)
+# the tests against a real Home Assistant, meanwhile (CI=true, or PI_CHECK=1)
+# the emulated Raspberry Pi OS check for arm64 and armhf, and last the
+# side-by-side benchmark. Extra arguments go to the first pytest run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,15 @@ if [ "$pi_check" = 1 ]; then
   command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
   command -v update-binfmts >/dev/null || need+=(binfmt-support)
 fi
+# The real Home Assistant (scripts/hass-root.sh): a Debian testing root built
+# with debootstrap, entered with unshare and chroot (util-linux), run as root.
+hass_check=0
+[ "${CI:-}" = "true" ] && hass_check=1
+[ -n "${HASS_CHECK:-}" ] && hass_check=$HASS_CHECK
+if [ "$hass_check" = 1 ]; then
+  command -v debootstrap >/dev/null || need+=(debootstrap)
+  command -v unshare >/dev/null || need+=(util-linux)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing system packages: ${need[*]}"
@@ -64,9 +74,10 @@ venv=${VENV:-.venv-test}
 # minutes (docs/raspberry-pi.md).
 pi_pid=""
 pi_log=""
-stop_pi_check() {
-  # On a failure before its report: stop it (unshare ignores SIGTERM; killing
-  # it takes its namespace, processes and mounts, along) and show what it said.
+stop_background() {
+  # On a failure before their reports: stop the Pi OS check and the Home
+  # Assistant root build (unshare ignores SIGTERM; killing it takes its
+  # namespace, processes and mounts, along) and show what they said.
   if [ -n "$pi_pid" ]; then
     kill -KILL "$pi_pid" 2>/dev/null || true
     wait "$pi_pid" 2>/dev/null || true
@@ -74,20 +85,44 @@ stop_pi_check() {
     cat "$pi_log"
   fi
   if [ -n "$pi_log" ]; then rm -f "$pi_log"; fi
+  if [ -n "$hass_pid" ]; then
+    kill -KILL "$hass_pid" 2>/dev/null || true
+    wait "$hass_pid" 2>/dev/null || true
+    echo "hass-root: stopped early, as the run failed; what it printed:"
+    cat "$hass_log"
+  fi
+  if [ -n "$hass_log" ]; then rm -f "$hass_log"; fi
 }
 if [ "$pi_check" = 1 ]; then
   pi_log=$(mktemp)
   pi_start=$SECONDS
   PI_CHECK_PYTHON="$(cd "$venv" && pwd)/bin/python" bash scripts/pi-os-check.sh --quick >"$pi_log" 2>&1 &
   pi_pid=$!
-  trap stop_pi_check EXIT
+  trap stop_background EXIT
   echo "pi-os-check: started in the background; its report comes before the benchmark"
+fi
+
+# The Home Assistant root (scripts/hass-root.sh), built or refreshed in the
+# background too: about 9-13 minutes on a fresh machine, a second when
+# /var/cache/edge-daemon-hass already holds it. Its tests run after the main
+# pytest run, which leaves them out.
+hass_pid=""
+hass_log=""
+hass_args=()
+if [ "$hass_check" = 1 ]; then
+  hass_log=$(mktemp)
+  hass_start=$SECONDS
+  ROOT_PIP_PYTHON="$(cd "$venv" && pwd)/bin/python" bash scripts/hass-root.sh build >"$hass_log" 2>&1 &
+  hass_pid=$!
+  hass_args=(-m "not home_assistant")
+  trap stop_background EXIT
+  echo "hass-root: building or reusing the Home Assistant root in the background"
 fi
 
 "$venv/bin/ruff" check .
 "$venv/bin/ruff" format --check .
 "$venv/bin/mypy"
-"$venv/bin/python" -m pytest -q "$@"
+"$venv/bin/python" -m pytest -q ${hass_args[@]+"${hass_args[@]}"} "$@"
 
 # ai-edge-litert with NumPy 2, as a Pi 64-bit install gets it by default.
 venv2=${VENV2:-.venv-test-np2}
@@ -95,6 +130,27 @@ venv2=${VENV2:-.venv-test-np2}
 "$venv2/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,dev]" "numpy>=2"
 "$venv2/bin/python" -c "import numpy; assert int(numpy.__version__.split('.')[0]) >= 2, numpy.__version__"
 "$venv2/bin/python" -m pytest -q tests/test_golden.py -k "ai_edge_litert"
+
+# Home Assistant Core itself (tests/mqtt/test_home_assistant.py), from its root.
+if [ "$hass_check" = 1 ]; then
+  hass_status=0
+  wait "$hass_pid" || hass_status=$?
+  hass_pid=""
+  tail -n 5 "$hass_log"
+  echo "hass-root: $((SECONDS - hass_start)) s, in the background since the lint step"
+  if [ "$hass_status" != 0 ]; then
+    cat "$hass_log"
+    echo "hass-root: building the Home Assistant root failed (exit $hass_status)" >&2
+    exit "$hass_status"
+  fi
+  rm -f "$hass_log"
+  hass_log=""
+  hass_t0=$SECONDS
+  "$venv/bin/python" -m pytest -q -m home_assistant tests/mqtt/test_home_assistant.py
+  echo "home assistant tests: $((SECONDS - hass_t0)) s"
+else
+  echo "home assistant tests: skipped (run with CI=true or HASS_CHECK=1, as root)"
+fi
 
 if [ "$pi_check" = 1 ]; then
   pi_status=0
