@@ -74,24 +74,23 @@ venv=${VENV:-.venv-test}
 # minutes (docs/raspberry-pi.md).
 pi_pid=""
 pi_log=""
+hass_pid=""
+hass_log=""
+stop_job() {
+  # stop_job NAME PID LOG: kill it (unshare ignores SIGTERM; killing it takes
+  # its namespace, processes and mounts, along) and show what it said.
+  if [ -n "$2" ]; then
+    kill -KILL "$2" 2>/dev/null || true
+    wait "$2" 2>/dev/null || true
+    echo "$1: stopped early, as the run failed; what it printed:"
+    cat "$3"
+  fi
+  if [ -n "$3" ]; then rm -f "$3"; fi
+}
 stop_background() {
-  # On a failure before their reports: stop the Pi OS check and the Home
-  # Assistant root build (unshare ignores SIGTERM; killing it takes its
-  # namespace, processes and mounts, along) and show what they said.
-  if [ -n "$pi_pid" ]; then
-    kill -KILL "$pi_pid" 2>/dev/null || true
-    wait "$pi_pid" 2>/dev/null || true
-    echo "pi-os-check: stopped early, as the run failed; what it printed:"
-    cat "$pi_log"
-  fi
-  if [ -n "$pi_log" ]; then rm -f "$pi_log"; fi
-  if [ -n "$hass_pid" ]; then
-    kill -KILL "$hass_pid" 2>/dev/null || true
-    wait "$hass_pid" 2>/dev/null || true
-    echo "hass-root: stopped early, as the run failed; what it printed:"
-    cat "$hass_log"
-  fi
-  if [ -n "$hass_log" ]; then rm -f "$hass_log"; fi
+  # On a failure before their reports: the Pi OS check and the Home Assistant root build.
+  stop_job pi-os-check "$pi_pid" "$pi_log"
+  stop_job hass-root "$hass_pid" "$hass_log"
 }
 if [ "$pi_check" = 1 ]; then
   pi_log=$(mktemp)
@@ -106,8 +105,6 @@ fi
 # background too: about 9-13 minutes on a fresh machine, a second when
 # /var/cache/edge-daemon-hass already holds it. Its tests run after the main
 # pytest run, which leaves them out.
-hass_pid=""
-hass_log=""
 hass_args=()
 if [ "$hass_check" = 1 ]; then
   hass_log=$(mktemp)
