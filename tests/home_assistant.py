@@ -125,7 +125,7 @@ class HomeAssistant:
 
         # The MQTT integration's config entry (Settings > Devices & services >
         # Add integration > MQTT): the broker, its port and login; discovery on.
-        entry = {"created_at": now, "modified_at": now, "discovery_keys": {},
+        entry: dict[str, Any] = {"created_at": now, "modified_at": now, "discovery_keys": {},
                  "disabled_by": None, "domain": "mqtt", "entry_id": uuid.uuid4().hex,
                  "minor_version": 1, "version": 2, "options": {},
                  "data": {"broker": broker.host, "port": broker.port, "username": USER,
