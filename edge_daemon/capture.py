@@ -9,7 +9,10 @@ already waiting for frame N+1. The hand-over is a single slot, never a queue:
   classified exactly once.
 
 A failing source is closed and reopened with capped exponential back-off;
-the fault is visible to the daemon (``fault``) until frames return.
+the fault is visible to the daemon (``fault``) until frames return. A fault
+no retry can fix (PermanentSourceError: a format the daemon cannot read, a
+camera that does not exist) is logged once, as an error, and retried only
+every ``retry_max`` seconds, in case the config or hardware changed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import threading
 import time
 from typing import Optional
 
-from .errors import first_line
+from .errors import PermanentSourceError, first_line
 from .sources.base import Frame, FrameSource
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ class CaptureThread:
         self._fault_since: Optional[float] = None
         self.faults = 0  # how many failures so far (reads or opens)
         self.reopens = 0
+        self.permanent = False  # the current fault is one no retry fixes
         self._opened = opened  # the caller opened the source already
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
@@ -113,21 +117,29 @@ class CaptureThread:
                 except Exception as exc:
                     reason = first_line(exc)
                     self.faults += 1
+                    permanent = isinstance(exc, PermanentSourceError)
+                    wait = self.retry_max if permanent else delay
+                    if not permanent:
+                        log.warning(
+                            "%s: %s; reopening in %.1f s", self.source.describe(), reason, wait
+                        )
+                    elif reason != self.fault:
+                        log.error("%s (no retry fixes this; trying again every %g s)", reason, wait)
                     self._set_fault(reason)
-                    log.warning(
-                        "%s: %s; reopening in %.1f s", self.source.describe(), reason, delay
-                    )
+                    self.permanent = permanent
                     if opened:
                         self.source.close()
                         opened = False
-                    if self._stop.wait(delay):
+                    if self._stop.wait(wait):
                         break
-                    delay = min(max(delay * 2, 0.01), self.retry_max)
+                    if not permanent:
+                        delay = min(max(delay * 2, 0.01), self.retry_max)
                     self.reopens += 1
                     continue
                 if self.fault is not None:
                     log.info("%s: frames are back", self.source.describe())
                     self._set_fault(None)
+                    self.permanent = False
                 delay = self.retry_initial
                 if frame is None:
                     with self._cond:

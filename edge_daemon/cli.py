@@ -128,6 +128,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 else "off"
             ),
         }
+        if cfg.source.kind == "picamera2":
+            summary.update(_camera_summary(cfg, i.width, i.height))
         if args.json:
             print(json.dumps(summary))
         else:
@@ -138,6 +140,32 @@ def cmd_check(args: argparse.Namespace) -> int:
     finally:
         model.close()
     return 0
+
+
+def _camera_summary(cfg: Config, width: int, height: int) -> dict[str, str]:
+    """Open the camera as the daemon would: which one, the format chosen, who converts.
+
+    A camera that cannot be opened is reported on the ``camera`` line, not
+    an error of the check: the running service may hold it, and an image
+    build or a Pi whose camera is attached later has none yet (the daemon
+    then runs degraded with the same reason and keeps trying).
+    """
+    from .daemon import source_size
+    from .errors import SourceBusy, SourceError, first_line
+    from .sources import make_source
+
+    source = make_source(cfg, source_size(cfg, width, height))
+    try:
+        source.open()
+    except SourceBusy as exc:
+        return {"camera": f"not opened: {first_line(exc)}"}
+    except SourceError as exc:
+        return {"camera": f"not usable: {first_line(exc)}"}
+    try:
+        details = getattr(source, "details", None)
+        return details() if callable(details) else {"camera": source.describe()}
+    finally:
+        source.close()
 
 
 # -- status ------------------------------------------------------------------

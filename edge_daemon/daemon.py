@@ -64,7 +64,7 @@ def _capture(cfg: Config, model: LoadedModel) -> CaptureThread:
     may still be busy or not yet enumerated.
     """
     size = source_size(cfg, model.input.width, model.input.height)
-    source = make_source(cfg.source, size)
+    source = make_source(cfg, size)
     live = cfg.source.kind != "files"
     if not live:
         source.open()

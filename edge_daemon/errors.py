@@ -55,6 +55,19 @@ class SourceTimeout(SourceError):
     """A frame source produced no frame within its timeout."""
 
 
+class SourceBusy(SourceError):
+    """The camera is held by another process (retried: it may be released)."""
+
+
+class PermanentSourceError(SourceError):
+    """A source fault no retry can fix (an unreadable format, a camera that does not exist).
+
+    The message says what to change. The capture thread reports it once and
+    tries again only every ``source.retry_max`` seconds (the config or the
+    hardware may have been changed meanwhile), never with the fast back-off.
+    """
+
+
 class OutputError(EdgeDaemonError):
     """A status file or prediction log could not be written."""
 

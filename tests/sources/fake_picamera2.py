@@ -9,6 +9,15 @@ the rig, so a test can check what the code under test asked of the camera.
 Arrays follow libcamera's little-endian format names, as picamera2 returns
 them: "BGR888" -> (h, w, 3) bytes R, G, B; "RGB888" -> B, G, R; "XBGR8888" ->
 (h, w, 4) R, G, B, X; "XRGB8888" -> B, G, R, X; "YUV420" -> (h * 3 // 2, w).
+``make_buffer`` gives any stream's whole buffer as bytes, planes one after
+the other with ``stride`` bytes a row; NV12, YUYV and MJPEG (a JPEG file) are
+only readable that way, as in picamera2 0.3.38, whose make_array raises
+"Format NV12 not supported".
+
+A camera that is not behind a Pi ISP (``rpi_camera=False``: a USB webcam,
+libcamera's virtual camera) offers only ``offers`` formats and ``sizes``: any
+other format or size asked for is adjusted by "libcamera" when configuring,
+as its UVC and virtual pipelines do.
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ import concurrent.futures
 import contextlib
 import copy
 import enum
+import io
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
@@ -26,7 +37,18 @@ import numpy.typing as npt
 Image = npt.NDArray[np.uint8]
 
 RGB_FORMATS = ("BGR888", "RGB888", "XBGR8888", "XRGB8888")
-YUV_FORMATS = ("YUV420", "YVU420")
+YUV_FORMATS = ("YUV420", "YVU420", "NV12", "NV21", "YUYV", "YVYU", "UYVY", "VYUY")
+# What picamera2's make_array can shape (the rest: make_buffer only).
+ARRAY_FORMATS = (*RGB_FORMATS, "YUV420", "YVU420")
+PISP_METADATA = ("SensorTimestamp", "ExposureTime")
+
+
+@dataclass(frozen=True)
+class FakeColourSpace:
+    """The two fields of libcamera.ColorSpace the adapter reads, spelt as pybind prints them."""
+
+    ycbcrEncoding: str = "YcbcrEncoding.Rec601"
+    range: str = "Range.Full"
 
 
 class Platform(enum.Enum):
@@ -54,6 +76,10 @@ def _default_controls() -> dict[str, tuple[Any, Any, Any]]:
         "FrameDurationLimits": (33333, 120000, 33333),
         "ExposureTime": (26, 112015443, 20000),
         "NoiseReductionMode": (0, 4, 0),
+        # Pi 5: per-stream crops, [main, lores] (picamera2 reads [0] as main's
+        # aspect-preserving crop); the whole sensor here.
+        "ScalerCrop": ((0, 0, 64, 64), (0, 0, 4608, 2592), (0, 0, 4608, 2592)),
+        "ScalerCrops": ((0, 0, 4608, 2592), (0, 0, 4608, 2592), (0, 0, 4608, 2592)),
     }
 
 
@@ -67,6 +93,16 @@ class FakeRig:
     cameras: list[dict[str, Any]] = field(default_factory=_default_cameras)
     controls: dict[str, tuple[Any, Any, Any]] = field(default_factory=_default_controls)
     sensor_resolution: tuple[int, int] = (4608, 2592)
+    # False: a USB webcam or virtual camera (no ColorFilterArrangement property).
+    rpi_camera: bool = True
+    pipeline_handler: str = "rpi/pisp"
+    # Such a camera's only formats (the first is what it adjusts others to) and sizes.
+    offers: Optional[tuple[str, ...]] = None
+    sizes: Optional[list[tuple[int, int]]] = None
+    full_range: bool = True  # how its Y'CbCr is encoded (and reported)
+    stride_pad: int = 0  # bytes of padding at the end of every row
+    # The metadata every request carries (UVC and virtual cameras: SensorTimestamp only).
+    metadata_keys: tuple[str, ...] = PISP_METADATA
 
     # -- faults --
     busy: bool = False  # Picamera2() fails as when another process holds the camera
@@ -119,24 +155,58 @@ class FakeRequest:
         self.config = copy.deepcopy(config)
         self.released = False
         self.release_count = 0
+        self.timestamp = time.monotonic_ns()
 
-    def make_array(self, name: str) -> Image:
-        """A copy of stream ``name`` as picamera2 shapes it for the stream's format."""
+    def _stream(self, name: str) -> dict[str, Any]:
         rig = self.camera._rig
         if self.released:
             raise RuntimeError("make_array on a released request")
         if rig.make_array_error is not None:
             raise rig.make_array_error
-        stream = self.config.get(name)
+        stream: Optional[dict[str, Any]] = self.config.get(name)
         if stream is None:
             raise KeyError(f"stream {name!r} is not configured")
+        return stream
+
+    def make_array(self, name: str) -> Image:
+        """A copy of stream ``name`` as picamera2 shapes it for the stream's format."""
+        rig = self.camera._rig
+        stream = self._stream(name)
         w, h = stream["size"]
         if rig.bad_arrays:
             return np.zeros((h, w), dtype=np.uint8)
-        return render(rig.image, w, h, stream["format"])
+        if stream["format"] not in ARRAY_FORMATS:
+            raise RuntimeError("Format " + stream["format"] + " not supported")
+        return render(self._view(name), w, h, stream["format"], rig.full_range)
+
+    def _view(self, name: str) -> Image:
+        """What stream ``name`` sees: the scene, or the part the ISP crops into lores."""
+        rig = self.camera._rig
+        crop = self.camera.lores_crop
+        if name != "lores" or crop is None:
+            return rig.image
+        sw, sh = rig.sensor_resolution
+        ih, iw = rig.image.shape[:2]
+        x, y, w, h = crop
+        view: Image = rig.image[
+            y * ih // sh : (y + h) * ih // sh, x * iw // sw : (x + w) * iw // sw
+        ]
+        return view
+
+    def make_buffer(self, name: str) -> Image:
+        """The stream's whole buffer, flat: planes one after the other, rows ``stride`` long."""
+        rig = self.camera._rig
+        stream = self._stream(name)
+        w, h = stream["size"]
+        if rig.bad_arrays:
+            return np.zeros(16, dtype=np.uint8)
+        return render_buffer(
+            self._view(name), w, h, stream["format"], stream["stride"], rig.full_range
+        )
 
     def get_metadata(self) -> dict[str, Any]:
-        return {"SensorTimestamp": 0, "ExposureTime": 20000}
+        values = {"SensorTimestamp": self.timestamp, "ExposureTime": 20000}
+        return {k: values[k] for k in self.camera._rig.metadata_keys}
 
     def release(self) -> None:
         self.release_count += 1
@@ -172,6 +242,8 @@ class FakePicamera2:
         self.capture_calls: list[tuple[Any, Any]] = []  # (wait, flush)
         self.pending_jobs: list[tuple[Any, Any]] = []  # captures queued past their wait
         self.cancel_count = 0
+        self.controls_set: list[dict[str, Any]] = []  # set_controls() calls
+        self.lores_crop: Optional[tuple[int, int, int, int]] = None  # sensor pixels
         rig.instances.append(self)
         # Like the real one: the camera index is looked up first (IndexError),
         # and a failed acquire surfaces as a generic RuntimeError whose context
@@ -183,11 +255,13 @@ class FakePicamera2:
             except RuntimeError:
                 raise RuntimeError("Camera __init__ sequence did not complete.")  # noqa: B904
         self.is_open = True
-        self.camera_properties = {
+        self.camera_properties: dict[str, Any] = {
             "Model": info.get("Model"),
-            "ColorFilterArrangement": 0,
             "PixelArraySize": rig.sensor_resolution,
+            "PipelineHandler": rig.pipeline_handler,
         }
+        if rig.rpi_camera:
+            self.camera_properties["ColorFilterArrangement"] = 0
         self.sensor_resolution = rig.sensor_resolution
 
     # -- configuration --------------------------------------------------------
@@ -253,7 +327,7 @@ class FakePicamera2:
             "transform": None,
             "colour_space": None,
             "buffer_count": buffer_count,
-            "queue": True,
+            "queue": rest.get("queue", True),
             "main": main_cfg,
             "lores": lores_cfg,
             "raw": raw_cfg,
@@ -289,6 +363,7 @@ class FakePicamera2:
             controls or {},
             display=display,
             encode=encode,
+            queue=queue,
         )
 
     def create_video_configuration(
@@ -317,6 +392,7 @@ class FakePicamera2:
             controls or {},
             display=display,
             encode=encode,
+            queue=queue,
         )
 
     def configure(self, camera_config: Optional[dict[str, Any]] = None) -> None:
@@ -334,7 +410,7 @@ class FakePicamera2:
             if stream is None:
                 continue
             fmt = stream["format"]
-            if fmt not in RGB_FORMATS + YUV_FORMATS:
+            if fmt not in RGB_FORMATS + YUV_FORMATS + ("MJPEG",):
                 raise RuntimeError(f"Bad format {fmt} in stream {name}")
             w, h = stream["size"]
             if w % 2 or h % 2:
@@ -351,15 +427,45 @@ class FakePicamera2:
             if key not in self._rig.controls:
                 raise RuntimeError(f"Control {key} is not advertised by libcamera")
         final = copy.deepcopy(camera_config)
-        for name, fmt in self._rig.adjust_format.items():
+        rig = self._rig
+        if not rig.rpi_camera:
+            final["raw"] = None  # picamera2 drops it for a non-Pi camera
+        for name in ("main", "lores"):
+            stream = final.get(name)
+            if stream is None:
+                continue
+            if rig.offers is not None and stream["format"] not in rig.offers:
+                stream["format"] = rig.offers[0]
+            if rig.sizes is not None and tuple(stream["size"]) not in rig.sizes:
+                # The smallest mode covering the request, else the largest.
+                w, h = stream["size"]
+                covering = [s for s in rig.sizes if s[0] >= w and s[1] >= h]
+                area = lambda s: s[0] * s[1]  # noqa: E731
+                stream["size"] = min(covering, key=area) if covering else max(rig.sizes, key=area)
+        for name, fmt in rig.adjust_format.items():
             if final.get(name) is not None:
                 final[name]["format"] = fmt
         for name in ("main", "lores"):
             if final.get(name) is not None:
-                final[name]["stride"] = final[name]["size"][0] * _bytes_per_pixel(
-                    final[name]["format"]
-                )
+                fmt = final[name]["format"]
+                width = final[name]["size"][0]
+                stride = 0 if fmt == "MJPEG" else width * _bytes_per_pixel(fmt) + rig.stride_pad
+                final[name]["stride"] = stride
+        final["colour_space"] = FakeColourSpace(
+            range="Range.Full" if rig.full_range else "Range.Limited"
+        )
         self.camera_config = final
+
+    def camera_configuration(self) -> Optional[dict[str, Any]]:
+        return self.camera_config
+
+    def set_controls(self, controls: dict[str, Any]) -> None:
+        for key in controls:
+            if key not in self._rig.controls:
+                raise RuntimeError(f"Control {key} is not advertised by libcamera")
+        self.controls_set.append(dict(controls))
+        if "ScalerCrops" in controls:
+            self.lores_crop = tuple(controls["ScalerCrops"][1])
 
     def stream_configuration(self, name: str = "main") -> dict[str, Any]:
         if self.camera_config is None:
@@ -414,6 +520,10 @@ class FakePicamera2:
             raise concurrent.futures.TimeoutError()
         assert self.camera_config is not None
         request = FakeRequest(self, self.camera_config)
+        if flush and "ExposureTime" not in rig.metadata_keys:
+            # picamera2's flush computes SensorTimestamp - 1000 * ExposureTime.
+            request.release()
+            raise KeyError("ExposureTime")
         rig.requests.append(request)
         return request
 
@@ -432,7 +542,9 @@ class FakePicamera2:
 
 
 def _bytes_per_pixel(fmt: str) -> int:
-    return 4 if fmt.startswith("X") else 3 if fmt in RGB_FORMATS else 1
+    if fmt in RGB_FORMATS:
+        return 4 if fmt.startswith("X") else 3
+    return 2 if fmt in ("YUYV", "YVYU", "UYVY", "VYUY") else 1
 
 
 def scale_nearest(image: Image, width: int, height: int) -> Image:
@@ -443,8 +555,75 @@ def scale_nearest(image: Image, width: int, height: int) -> Image:
     return scaled
 
 
-def render(scene: Image, width: int, height: int, fmt: str) -> Image:
-    """The array picamera2 would return for ``scene`` (R, G, B) in a ``fmt`` stream."""
+def ycbcr(rgb: Image, full_range: bool = True) -> tuple[Any, Any, Any]:
+    """BT.601 Y', Cb, Cr (float) of an R, G, B image: JPEG's (full range) or video's (limited)."""
+    f = rgb.astype(np.float64)
+    y = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
+    cb = (f[..., 2] - y) / 1.772
+    cr = (f[..., 0] - y) / 1.402
+    if full_range:
+        return y, cb + 128, cr + 128
+    return 16 + y * 219 / 255, 128 + cb * 224 / 255, 128 + cr * 224 / 255
+
+
+def _u8(values: Any) -> Image:
+    out: Image = np.clip(np.round(values), 0, 255).astype(np.uint8)
+    return out
+
+
+def _rows(plane: Image, stride: int) -> Image:
+    """``plane`` with each row padded to ``stride`` bytes."""
+    padded = np.zeros((plane.shape[0], stride), dtype=np.uint8)
+    padded[:, : plane.shape[1]] = plane
+    return padded
+
+
+def render_buffer(
+    scene: Image, width: int, height: int, fmt: str, stride: int, full_range: bool = True
+) -> Image:
+    """The flat buffer written for ``scene`` in a ``fmt`` stream."""
+    rgb = scale_nearest(scene, width, height).astype(np.uint8)
+    if fmt == "MJPEG":
+        from PIL import Image as PILImage
+
+        out = io.BytesIO()
+        PILImage.fromarray(rgb).save(out, format="JPEG", quality=92)
+        data = np.frombuffer(out.getvalue(), dtype=np.uint8)
+        return np.concatenate([data, np.zeros(64, dtype=np.uint8)])  # a buffer outlasts its JPEG
+    if fmt in RGB_FORMATS:
+        packed = render(scene, width, height, fmt).reshape(height, -1)
+        return _rows(packed, stride).ravel()
+    y, cb, cr = ycbcr(rgb, full_range)
+    if fmt in ("YUYV", "YVYU", "UYVY", "VYUY"):
+        u = (cb[:, 0::2] + cb[:, 1::2]) / 2
+        v = (cr[:, 0::2] + cr[:, 1::2]) / 2
+        packed = np.empty((height, width * 2), dtype=np.uint8)
+        order = {"YUYV": "yuyv", "YVYU": "yvyu", "UYVY": "uyvy", "VYUY": "vyuy"}[fmt]
+        y_at = [i for i, c in enumerate(order) if c == "y"]
+        packed[:, y_at[0] :: 4] = _u8(y[:, 0::2])
+        packed[:, y_at[1] :: 4] = _u8(y[:, 1::2])
+        packed[:, order.index("u") :: 4] = _u8(u)
+        packed[:, order.index("v") :: 4] = _u8(v)
+        return _rows(packed, stride).ravel()
+    # 4:2:0: the mean of each 2x2 block of chroma.
+    u = (cb[0::2, 0::2] + cb[1::2, 0::2] + cb[0::2, 1::2] + cb[1::2, 1::2]) / 4
+    v = (cr[0::2, 0::2] + cr[1::2, 0::2] + cr[0::2, 1::2] + cr[1::2, 1::2]) / 4
+    luma = _rows(_u8(y), stride).ravel()
+    if fmt in ("NV12", "NV21"):
+        first, second = (u, v) if fmt == "NV12" else (v, u)
+        uv = np.empty((height // 2, width), dtype=np.uint8)
+        uv[:, 0::2], uv[:, 1::2] = _u8(first), _u8(second)
+        return np.concatenate([luma, _rows(uv, stride).ravel()])
+    if fmt in ("YUV420", "YVU420"):
+        first, second = (u, v) if fmt == "YUV420" else (v, u)
+        return np.concatenate(
+            [luma, _rows(_u8(first), stride // 2).ravel(), _rows(_u8(second), stride // 2).ravel()]
+        )
+    raise RuntimeError(f"Format {fmt} not supported")
+
+
+def render(scene: Image, width: int, height: int, fmt: str, full_range: bool = True) -> Image:
+    """The array picamera2's make_array gives for ``scene`` (R, G, B) in a ``fmt`` stream."""
     rgb = scale_nearest(scene, width, height).astype(np.uint8)
     pad = np.full((height, width, 1), 255, dtype=np.uint8)
     if fmt == "BGR888":
@@ -455,15 +634,7 @@ def render(scene: Image, width: int, height: int, fmt: str) -> Image:
         return np.concatenate([rgb, pad], axis=2)
     if fmt == "XRGB8888":
         return np.concatenate([rgb[..., ::-1], pad], axis=2)
-    if fmt in YUV_FORMATS:
-        f = rgb.astype(np.float32)
-        y = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
-        u = (f[..., 2] - y) * 0.564 + 128
-        v = (f[..., 0] - y) * 0.713 + 128
-        u, v = u[::2, ::2], v[::2, ::2]
-        if fmt == "YVU420":
-            u, v = v, u
-        planes = np.concatenate([y.ravel(), u.ravel(), v.ravel()])
-        yuv: Image = np.clip(planes, 0, 255).astype(np.uint8)
-        return yuv.reshape(height * 3 // 2, width)
+    if fmt in ("YUV420", "YVU420"):
+        flat = render_buffer(scene, width, height, fmt, width, full_range)
+        return flat.reshape(height * 3 // 2, width)
     raise RuntimeError(f"Format {fmt} not supported")
