@@ -9,8 +9,10 @@
 # Usage: sudo scripts/hass-root.sh [build]        build the root unless cached; print its path
 #        scripts/hass-root.sh path                 print the cached root's path (exit 3: none)
 #        scripts/hass-root.sh version              print the Home Assistant version it is built for
-#        sudo scripts/hass-root.sh run CONFIG [ARG]...
-#                                                  run hass on the config folder CONFIG (until killed)
+#        sudo scripts/hass-root.sh run CONFIG [--publish PORT]... [--reach PORT]... [-- ARG...]
+#                                                  run hass on the config folder CONFIG (until killed),
+#                                                  in a network of its own: --publish makes its
+#                                                  127.0.0.1:PORT the host's, --reach the host's its
 #        scripts/hass-root.sh newest               the newest homeassistant pip would install there
 #
 # Settings (environment):
@@ -26,8 +28,8 @@
 # runs in a private mount and PID namespace: no mount outlives it, and killing
 # the `run` process ends Home Assistant with it. pip in the root gets the host's
 # settings (index, certificates, proxy). `run` binds the cached root read-only:
-# Home Assistant writes only to CONFIG. It listens where CONFIG's `http:` says
-# (the test: 127.0.0.1 only).
+# Home Assistant writes only to CONFIG; its network namespace has only a
+# loopback, reached through the relays `run` sets up.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -223,8 +225,8 @@ ready_root() {
 }
 
 inside_run() {
-    local root=$1 config=$2 mnt=$CACHE/mnt
-    shift 2
+    local root=$1 config=$2 relay=$3 publish=$4 reach=$5 mnt=$CACHE/mnt p
+    shift 5
     touch "$CACHE/lock"
     exec 9<"$CACHE/lock"
     flock -s 9 # held by hass itself: no build removes the root meanwhile
@@ -241,16 +243,66 @@ inside_run() {
     # (catalogs, brand images) fail at once instead.
     printf 'nameserver 127.0.0.1\n' >"$mnt/resolv.conf"
     mount --bind "$mnt/resolv.conf" "$mnt/root/etc/resolv.conf"
+    # This network namespace has nothing but its own loopback: the other end
+    # of each relay (see run_main) is on the host's.
+    ip link set lo up
+    for p in $publish; do
+        socat "UNIX-LISTEN:$relay/in-$p.sock,fork,mode=600" "TCP:127.0.0.1:$p" &
+    done
+    for p in $reach; do
+        socat "TCP-LISTEN:$p,bind=127.0.0.1,reuseaddr,fork" "UNIX-CONNECT:$relay/out-$p.sock" &
+    done
     exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
         LANG=C.UTF-8 TERM=dumb PYTHONDONTWRITEBYTECODE=1 \
         chroot "$mnt/root" "$VENV/bin/hass" --config /config --skip-pip "$@"
+}
+
+# run CONFIG [--publish PORT]... [--reach PORT]... [-- HASS-ARG...]: Home
+# Assistant in namespaces of its own, network included (only a loopback, so
+# nothing it does reaches beyond this machine, and what it binds, mDNS
+# included, is its own). socat relays through Unix sockets in CONFIG/.relay:
+# --publish PORT makes its 127.0.0.1:PORT the host's 127.0.0.1:PORT (its HTTP
+# API), --reach PORT the other way round (the broker). Killing the process
+# group ends everything.
+run_main() {
+    local root config relay publish="" reach="" p pids=() status=0
+    root=$(ready_root) || die "no Home Assistant $VERSION root in $CACHE: build it with sudo scripts/hass-root.sh build"
+    config=$(cd "$1" && pwd)
+    shift
+    while (($#)); do
+        case $1 in
+        --publish) publish+=" ${2:?--publish needs a port}"; shift ;;
+        --reach) reach+=" ${2:?--reach needs a port}"; shift ;;
+        --) shift; break ;;
+        *) break ;;
+        esac
+        shift
+    done
+    relay=$config/.relay
+    ((${#relay} < 90)) || die "$config: too long a path for the relay sockets; use a shorter one"
+    rm -rf -- "$relay"
+    mkdir -m 0700 "$relay"
+    for p in $publish; do
+        socat "TCP-LISTEN:$p,bind=127.0.0.1,reuseaddr,fork" "UNIX-CONNECT:$relay/in-$p.sock" &
+        pids+=($!)
+    done
+    for p in $reach; do
+        socat "UNIX-LISTEN:$relay/out-$p.sock,fork,mode=600" "TCP:127.0.0.1:$p" &
+        pids+=($!)
+    done
+    unshare --mount --propagation private --pid --net --fork --kill-child -- \
+        bash "${BASH_SOURCE[0]}" --inside-run "$root" "$config" "$relay" "$publish" "$reach" "$@" ||
+        status=$?
+    kill ${pids[@]+"${pids[@]}"} 2>/dev/null || true
+    rm -rf -- "$relay"
+    return "$status"
 }
 
 need_root() {
     ((EUID == 0)) || die "run as root (it mounts and chroots): sudo $0 $*"
     local tool
     for tool in unshare chroot findmnt flock "$@"; do
-        command -v "$tool" >/dev/null || die "$tool is missing (apt install ${tool/debootstrap/debootstrap util-linux})"
+        command -v "$tool" >/dev/null || die "$tool is missing (apt install debootstrap util-linux socat iproute2)"
     done
 }
 
@@ -281,14 +333,10 @@ main() {
             --only-binary=:all: 2>/dev/null | sed -n 's/^homeassistant (\(.*\))$/\1/p'
         ;;
     run)
-        [[ -d ${2:-} ]] || die "run needs the Home Assistant config folder: $0 run CONFIG [HASS-ARG]..."
-        need_root
-        local root config
-        root=$(ready_root) || die "no Home Assistant $VERSION root in $CACHE: build it with sudo scripts/hass-root.sh build"
-        config=$(cd "$2" && pwd)
-        shift 2
-        exec unshare --mount --propagation private --pid --fork --kill-child -- \
-            bash "${BASH_SOURCE[0]}" --inside-run "$root" "$config" "$@"
+        [[ -d ${2:-} ]] || die "run needs the Home Assistant config folder: $0 run CONFIG [--publish PORT]... [--reach PORT]... [-- HASS-ARG...]"
+        need_root socat ip
+        shift
+        run_main "$@"
         ;;
     -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' ;;
     *) die "unknown command: $cmd (see --help)" ;;

@@ -56,6 +56,10 @@ hass_check=0
 if [ "$hass_check" = 1 ]; then
   command -v debootstrap >/dev/null || need+=(debootstrap)
   command -v unshare >/dev/null || need+=(util-linux)
+  # Its network namespace has only a loopback: socat relays its HTTP port and
+  # the broker's through Unix sockets; ip brings that loopback up.
+  command -v socat >/dev/null || need+=(socat)
+  command -v ip >/dev/null || need+=(iproute2)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

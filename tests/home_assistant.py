@@ -91,6 +91,7 @@ class HomeAssistant:
     ) -> None:
         self.folder = folder
         self.port = free_port()
+        self.broker_port = broker.port
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: Optional[subprocess.Popen[bytes]] = None
         folder.mkdir(parents=True, exist_ok=True)
@@ -180,7 +181,18 @@ class HomeAssistant:
         """Start Home Assistant and wait until it runs with its MQTT entry loaded."""
         self._out = (self.folder / "hass-run.out").open("wb")
         self.proc = subprocess.Popen(
-            ["bash", str(ROOT_SCRIPT), "run", str(self.folder)],
+            # Its own network namespace: its HTTP port published on the host's
+            # loopback, the broker's port reached from its own.
+            [
+                "bash",
+                str(ROOT_SCRIPT),
+                "run",
+                str(self.folder),
+                "--publish",
+                str(self.port),
+                "--reach",
+                str(self.broker_port),
+            ],
             stdout=self._out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
