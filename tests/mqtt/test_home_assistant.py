@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import signal
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -478,7 +478,7 @@ def test_the_docs_automation_examples_work_as_written(
     for b in booleans:
         hass.call_service("input_boolean", "turn_off", entity_id=b)
         wait_until(partial(is_state, hass, b, "off"), timeout=30, what=f"{b} off")
-    mark = states.mark()
+    mark, since = states.mark(), datetime.now(timezone.utc).isoformat()
     states.wait_for(
         label_id, lambda s: s["state"] == "macaw", timeout=WAIT, after=mark, what="macaw"
     )
@@ -491,7 +491,7 @@ def test_the_docs_automation_examples_work_as_written(
         except AssertionError as exc:
             with hass.websocket() as ws:
                 traces = ws.call("trace/list", domain="automation", item_id=item)
-            runs = [t.get("script_execution") for t in traces]
+            runs = [t.get("script_execution") for t in traces if t["timestamp"]["start"] >= since]
             scores = states.states_of(f"sensor.{slug}_score", after=mark)
             raise AssertionError(
                 f"docs example {n} ({EXAMPLES[n - 1]}) did not run with model.smoothing"
