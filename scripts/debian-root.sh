@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Helpers for the scripts that build and enter cached Debian roots
-# (scripts/pi-os-check.sh, scripts/hass-root.sh): sourced, not run.
+# (scripts/pi-os-check.sh, scripts/hass-root.sh, scripts/camera-check.sh):
+# sourced, not run.
 #
 #   host_mirror             the Debian mirror the host's apt uses
 #   host_pip_settings       the host's pip settings as PIP_* variables (PIP_ENV),
