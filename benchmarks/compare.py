@@ -10,7 +10,11 @@ One run, one machine, the same model and the same frames. It prints:
 3. 224x224 frames: every installed runtime x {xnnpack, cpu} x threads as a
    bare ``invoke()`` loop, screened; the ones within 5% of the best then
    alternate with the daemon, and the verdict is the daemon's ratio against
-   the one with the most frames/s (target: >= 0.90x).
+   the one with the most frames/s (target: >= 0.90x). Then the same loop
+   against the daemon as users run it: an ``edge-daemon run`` process with
+   the reference config's outputs (prediction log, status file, the web
+   server on a free loopback port), its frames/s read from its own
+   prediction log (target: >= 0.90x).
 4. Memory of the daemon in a child process: RSS after warm-up (target < 150 MB)
    and its growth over 10,000 frames (target < 2 MB).
 
@@ -62,9 +66,11 @@ from typing import Any, Callable, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # daemon_process beside this file
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
+from daemon_process import daemon_config  # noqa: E402
 from PIL import Image  # noqa: E402
 
 DEFAULT_MODEL = "mobilenet_v1_1.0_224_quant.tflite"
@@ -561,10 +567,98 @@ class Report:
         return "met" if met else "MISSED"
 
 
-def compare_224(
-    report: Report, children: list[LoopProcess], config: Path, pairs: int, window: float
+def compare_process(
+    report: Report,
+    bare: Callable[[float], float],
+    label: str,
+    config: Path,
+    pairs: int,
+    window: float,
 ) -> None:
-    """Phase 3: screen every bare loop, then the daemon against the fastest."""
+    """Phase 3b: the ``edge-daemon run`` process with the reference outputs against ``bare``.
+
+    The daemon runs as users run it: its own process, the prediction log, the
+    status file and the web server (on a free loopback port). The two take
+    turns: the daemon is stopped (SIGSTOP) while the bare loop has its window,
+    and the bare loop's process waits for its next request while the daemon
+    has its own. The daemon's frames/s come from the capture times in its
+    prediction log over each window.
+    """
+    from daemon_process import DaemonProcess
+    from daemon_process import window as daemon_window
+
+    daemon = DaemonProcess("edge-daemon run", config)
+    try:
+        daemon.wait_classifying()
+        daemon.pause()
+        status = daemon.status()
+        print(
+            f"   edge-daemon run process ({status.get('runtime')}, {status.get('delegate')};"
+            f" prediction log, status file, web server on {daemon.listen}) vs {label},"
+            f" {pairs} rounds of alternating {window:g} s windows"
+        )
+        for _ in range(WARMUP_PAIRS):
+            bare(window)
+            daemon_window(daemon, window, SETTLE_S)
+        theirs: list[float] = []
+        ours: list[float] = []
+        wakeups = cpu = 0.0
+        frames = 0
+        seconds = 0.0
+        for _ in range(pairs):
+            bare(SETTLE_S)
+            theirs.append(bare(window))
+            measured = daemon_window(daemon, window, SETTLE_S)
+            ours.append(measured.fps)
+            wakeups += sum(v for v, _ in measured.wakeups.values())
+            cpu += measured.cpu
+            frames += measured.frames
+            seconds += measured.seconds
+    finally:
+        daemon.stop()
+    ratios = [y / x for x, y in zip(theirs, ours) if x > 0]
+    ratio = median(ratios)
+    print(f"   {'':<4}{'fps':<12} " + " ".join(f"{x:6.1f}" for x in theirs))
+    print(f"   {'':<4}{'process':<12} " + " ".join(f"{y:6.1f}" for y in ours))
+    print(f"   {'':<4}{'ratio':<12} " + " ".join(f"{r:6.2f}" for r in ratios))
+    calm = [y / x for x, y in zip(theirs, ours) if x >= 0.9 * max(theirs) and y >= 0.9 * max(ours)]
+    print(
+        f"   {'':<4}pairs with both sides within 10% of their best window: {len(calm)}"
+        + (f", ratio {median(calm):.3f}x" if calm else "")
+    )
+    verdict = report.target(
+        "ratio_224_process",
+        f"224x224: the edge-daemon run process (reference outputs, web server on)"
+        f" {ratio:.3f}x the fastest bare invoke() loop (>= {TARGET_RATIO_224:.2f}x)",
+        ratio >= TARGET_RATIO_224,
+    )
+    print(
+        f"   bare {median(theirs):.1f} fps, edge-daemon run {median(ours):.1f} fps;"
+        f" ratio {ratio:.3f}x  [target >= {TARGET_RATIO_224:.2f}x: {verdict}];"
+        f" {1000 * cpu / max(frames, 1):.2f} ms CPU and"
+        f" {wakeups / max(frames, 1):.1f} thread wake-ups per frame"
+    )
+    report.figures["frames_224x224_process"] = {
+        "config": "prediction log, status file, web server on loopback",
+        "bare": label,
+        "bare_fps": [round(x, 2) for x in theirs],
+        "edge_daemon_run_fps": [round(y, 2) for y in ours],
+        "ratio": round(ratio, 3),
+        "cpu_ms_per_frame": round(1000 * cpu / max(frames, 1), 3),
+        "wakeups_per_second": round(wakeups / max(seconds, 1e-9), 1),
+    }
+
+
+def compare_224(
+    report: Report,
+    children: list[LoopProcess],
+    config: Path,
+    process_config: Path,
+    pairs: int,
+    window: float,
+) -> None:
+    """Phase 3: screen every bare loop, then the daemon against the fastest, in-process
+    and as an ``edge-daemon run`` process."""
     loops: dict[str, Callable[[float], float]] = {}
     for child in children:
         for label, why in child.unavailable.items():
@@ -616,6 +710,7 @@ def compare_224(
         f" edge-daemon {median(ours):.1f} fps ({1000 / median(ours):.2f} ms);"
         f" ratio {ratio_224:.3f}x  [target >= {TARGET_RATIO_224:.2f}x: {verdict}]"
     )
+    compare_process(report, loops[fastest], fastest, process_config, pairs, max(window, 1.0))
     report.figures["frames_224x224_bmp"] = {
         "bare": {k: round(max(v), 2) for k, v in screen.items()},
         "fastest_in_screening": best_label,
@@ -686,6 +781,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         state = work / "state"
         cfg_640 = write_config(work, "frames640", model, labels, big, state)
         cfg_224 = write_config(work, "frames224", model, labels, small, state)
+        cfg_process = daemon_config(
+            work / "process", model=model, labels=labels, frames=small, state=state
+        )
         runtimes = {
             r: version(d)
             for r, d in (("ai_edge_litert", "ai-edge-litert"), ("tflite_runtime", "tflite-runtime"))
@@ -787,7 +885,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             for name in ("ai_edge_litert", "tflite_runtime")
         ]
         try:
-            compare_224(report, children, cfg_224, pairs, window)
+            compare_224(report, children, cfg_224, cfg_process, pairs, window)
         finally:
             for loop_process in children:
                 loop_process.close()

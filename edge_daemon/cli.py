@@ -92,6 +92,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         from .events import events_dir
         from .events.engine import rules_for
+        from .gate.describe import describe_gate, describe_region, gives_luma
 
         rules = rules_for(cfg, model.labels)  # rule labels checked against the model's
         e, i = model.engine, model.input
@@ -127,9 +128,14 @@ def cmd_check(args: argparse.Namespace) -> int:
                 if cfg.http.listen
                 else "off"
             ),
+            "region": describe_region(cfg.preprocess.region),
+            "gate": describe_gate(cfg, gives_luma(cfg, model.input.width, model.input.height)),
         }
         if cfg.source.kind == "picamera2":
-            summary.update(_camera_summary(cfg, i.width, i.height))
+            camera = _camera_summary(cfg, i.width, i.height)
+            if "region" in camera and cfg.preprocess.region is not None:
+                camera["region"] = f"{summary['region']}, {camera['region']}"
+            summary.update(camera)
         if args.json:
             print(json.dumps(summary))
         else:
@@ -202,6 +208,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"model     {status.get('model')}")
     print(f"engine    {status.get('runtime')}, delegate {status.get('delegate')}")
     print(f"frames    {status.get('frames')} at {status.get('fps')} fps")
+    gate = status.get("gate")
+    if isinstance(gate, dict) and gate.get("mode", "off") != "off":
+        from .gate.describe import gate_line
+
+        print(f"gate      {gate_line(gate)}")
     if lat:
         print("latency   " + ", ".join(f"{k} {v} ms" for k, v in lat.items() if v is not None))
     if top:

@@ -316,6 +316,31 @@ class GateConfig:
     hold: float = _key(
         2.0, "keep classifying this long after the last change (s)", lo=0.0, hi=3600.0
     )
+    pixel_threshold: int = _key(
+        25, "grey levels a sampled pixel must differ from the background to count", lo=1, hi=254
+    )
+    area_threshold: float = _key(
+        0.005,
+        "share of the region's sampled pixels that must change (with a neighbour) for motion",
+        lo=0.0001,
+        hi=1.0,
+    )
+    adapt_rate: float = _key(
+        0.05,
+        "share of each difference the background takes up per frame (how fast it adapts)",
+        lo=0.0,
+        hi=1.0,
+    )
+    lighting_threshold: float = _key(
+        0.5,
+        "a change this share of the region at once is lighting (exposure, lamps):"
+        " the background is replaced and one frame classified",
+        lo=0.01,
+        hi=1.0,
+    )
+    sample_width: int = _key(
+        160, "the change detector samples the region at most this many pixels wide", lo=16, hi=4096
+    )
 
 
 @dataclass(frozen=True)
@@ -655,6 +680,15 @@ def _cross_checks(cfg: Config, nodes: dict[str, dict[str, yaml.Node]]) -> None:
         )
     _http_checks(cfg.http, nodes.get("http", {}))
     _check_region(cfg.preprocess.region, nodes.get("preprocess", {}))
+    if src.kind == "picamera2":
+        _check_region_pixels(cfg.preprocess.region, src.width, src.height, nodes)
+    g = cfg.gate
+    if g.lighting_threshold <= g.area_threshold:
+        raise _Invalid(
+            f"gate.lighting_threshold: must be more than gate.area_threshold ({g.area_threshold:g})"
+            f" (got {g.lighting_threshold:g})",
+            nodes.get("gate", {}).get("lighting_threshold"),
+        )
 
 
 def _check_region(region: Optional[RegionConfig], nodes: dict[str, yaml.Node]) -> None:
@@ -675,6 +709,43 @@ def _check_region(region: Optional[RegionConfig], nodes: dict[str, yaml.Node]) -
                 f" (1.0); make {side} at most {1.0 - start:g}",
                 node,
             )
+
+
+# The smallest region, in pixels of the frame, that the model and the gate may be given.
+MIN_REGION_PIXELS = 16
+
+
+def region_box(
+    region: Optional[RegionConfig], width: int, height: int
+) -> tuple[int, int, int, int]:
+    """The region as a pixel box (x0, y0, x1, y1) of a width x height frame."""
+    if region is None:
+        return 0, 0, width, height
+    x0 = min(width - 1, max(0, round(region.x * width)))
+    y0 = min(height - 1, max(0, round(region.y * height)))
+    x1 = min(width, max(x0 + 1, round((region.x + region.width) * width)))
+    y1 = min(height, max(y0 + 1, round((region.y + region.height) * height)))
+    return x0, y0, x1, y1
+
+
+def region_pixels_error(region: Optional[RegionConfig], width: int, height: int) -> Optional[str]:
+    """Why ``region`` is too small in a width x height frame (one line), or None."""
+    x0, y0, x1, y1 = region_box(region, width, height)
+    w, h = x1 - x0, y1 - y0
+    if w >= MIN_REGION_PIXELS and h >= MIN_REGION_PIXELS:
+        return None
+    return (
+        f"preprocess.region: leaves {w}x{h} pixels of the {width}x{height} frame, fewer than"
+        f" {MIN_REGION_PIXELS}x{MIN_REGION_PIXELS}; make the region larger"
+    )
+
+
+def _check_region_pixels(
+    region: Optional[RegionConfig], width: int, height: int, nodes: dict[str, dict[str, yaml.Node]]
+) -> None:
+    problem = region_pixels_error(region, width, height)
+    if problem is not None:
+        raise _Invalid(problem, nodes.get("preprocess", {}).get("region"))
 
 
 def parse_listen(value: str) -> tuple[str, int]:

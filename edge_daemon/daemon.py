@@ -12,7 +12,9 @@ SIGTERM/SIGINT stop cleanly (exit 0), SIGHUP reloads the config and model.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 import signal
 import threading
@@ -21,16 +23,17 @@ from typing import Any, Optional
 
 from . import notify
 from .capture import CaptureThread
-from .config import Config, load_config
+from .config import Config, load_config, region_pixels_error
 from .engine.model import LoadedModel, load_model
 from .engine.runtimes import load_runtime
-from .errors import EdgeDaemonError
+from .errors import ConfigError, EdgeDaemonError
 from .events.engine import rules_for, tracker_for
 from .events.rules import Tracker
+from .gate import ChangeGate
 from .journal import journal_fields
 from .outputs import SINKS
 from .pipeline import Classifier, Result
-from .sinks.base import Classified, EventNotice, ModelInfo, Sink, SinkContext
+from .sinks.base import Classified, EventNotice, ModelInfo, Sink, SinkContext, Skipped
 from .sinks.prediction_log import iso_utc
 from .sources import make_source
 from .sources.base import Frame
@@ -47,11 +50,23 @@ def source_size(cfg: Config, width: int, height: int) -> tuple[int, int]:
     A camera's ISP scales frames to this size, so for ``resize: crop`` it must
     keep the main stream's aspect ratio (covering the model's size) for the
     centre crop to have anything to cut; for ``stretch`` it is the model size.
+
+    With ``preprocess.region`` the region, not the whole frame, must cover the
+    model's size once cropped, so the frame is asked for larger, up to the
+    configured ``source.width`` x ``source.height``.
     """
-    if cfg.preprocess.resize != "crop" or cfg.source.kind == "files":
+    if cfg.source.kind == "files":
         return width, height
     sw, sh = cfg.source.width, cfg.source.height
-    scale = max(width / sw, height / sh)
+    region = cfg.preprocess.region
+    rw, rh = (region.width, region.height) if region is not None else (1.0, 1.0)
+    if cfg.preprocess.resize != "crop":
+        if region is None:
+            return width, height
+        return min(sw, max(width, math.ceil(width / rw))), min(
+            sh, max(height, math.ceil(height / rh))
+        )
+    scale = min(1.0, max(width / (sw * rw), height / (sh * rh)))
     return max(width, round(sw * scale)), max(height, round(sh * scale))
 
 
@@ -112,6 +127,18 @@ def model_info(model: LoadedModel) -> ModelInfo:
     )
 
 
+def _source_inputs(cfg: Config) -> tuple[Any, ...]:
+    """What a source is built from: a camera also crops the region and gives the gate's luma."""
+    if cfg.source.kind == "files":
+        return (cfg.source,)
+    return (cfg.source, cfg.preprocess.region, cfg.gate.mode)
+
+
+def _region_dict(cfg: Config) -> Optional[dict[str, float]]:
+    region = cfg.preprocess.region
+    return dataclasses.asdict(region) if region is not None else None
+
+
 class Daemon:
     """Runs the classification loop until stopped."""
 
@@ -144,6 +171,9 @@ class Daemon:
         self.capture: Optional[CaptureThread] = None
         self.sinks: dict[str, Sink] = {}
         self.tracker: Optional[Tracker] = None
+        self.change_gate = ChangeGate(cfg.gate)
+        self._frame_size: Optional[tuple[int, int]] = None  # (width, height) of the last frame
+        self._roi_seen = False  # the source crops the region itself (Frame.roi)
         self._notices: tuple[EventNotice, ...] = ()  # events ended by a reload, not yet sent
         self._sink_list: tuple[Sink, ...] = ()
         self.sink_context = SinkContext(request_reload=self.request_reload)
@@ -318,11 +348,20 @@ class Daemon:
 
     def _process(self, frame: Frame) -> None:
         assert self.classifier is not None
-        result = self.classifier.classify(frame.image)
+        now = time.monotonic()
+        self._last_progress = now  # the source delivers: progress, classified or not
+        self._check_frame_size(frame)
+        tracker = self.tracker
+        if not self.change_gate.check(
+            frame, self.cfg.preprocess.region, now, tracker is not None and tracker.any_open()
+        ):
+            skipped = Skipped(frame.name, frame.captured_at, frame.image)
+            for sink in self._sink_list:
+                sink.skipped(skipped)  # the live view only: no result, no report
+            return
+        result = self.classifier.classify(frame.image, frame.roi)
         self.frames += 1
         self.last_result = result
-        now = time.monotonic()
-        self._last_progress = now
         self.latency.add(
             capture=frame.capture_ms,
             preprocess=result.preprocess_ms,
@@ -355,6 +394,20 @@ class Daemon:
             self._write_status(force=True)
             notify.ready(self.notifier, self._status_line())
             log.info("ready: first frame classified (%s)", self._status_line())
+
+    def _check_frame_size(self, frame: Frame) -> None:
+        """The first frame tells the frame size: a region too small for it stops the start."""
+        size = (frame.image.shape[1], frame.image.shape[0])
+        self._roi_seen = frame.roi is not None
+        if size == self._frame_size:
+            return
+        first, self._frame_size = self._frame_size is None and not self._ready, size
+        problem = region_pixels_error(self.cfg.preprocess.region, *size)
+        if first and problem is not None and frame.roi is None:
+            message = f"{self.config_path or '<config>'}: {problem}"
+            self.state = "failed"
+            self._error(message)
+            raise ConfigError(message)
 
     def _housekeeping(self, now: float) -> None:
         self._update_state(now)
@@ -412,20 +465,23 @@ class Daemon:
         top = self.last_result.top1 if self.last_result else None
         top_text = f"{top.label.split(',')[0]} {top.score:.2f}" if top else "none"
         delegate = self.model.engine.delegate if self.model else "none"
-        return f"{self._fps:.1f} fps, top-1 {top_text}, delegate {delegate}"
+        gate = f", gate {self.change_gate.state}" if self.change_gate.on else ""
+        return f"{self._fps:.1f} fps, top-1 {top_text}, delegate {delegate}{gate}"
 
     def _log_summary(self) -> None:
         top = self.last_result.top1 if self.last_result else None
         m = self.model
         inference = self.latency.values["inference"]
+        g = self.change_gate
         log.info(
-            "%s: %.1f fps, top-1 %s (%.2f), inference %.1f ms, %d frames",
+            "%s: %.1f fps, top-1 %s (%.2f), inference %.1f ms, %d frames%s",
             self.state,
             self._fps,
             top.label if top else "-",
             top.score if top else 0.0,
             inference or 0.0,
             self.frames,
+            f" (gate {g.state}: {g.seen} seen)" if g.on else "",
             extra=journal_fields(
                 EDGE_TOP1=top.label if top else "",
                 EDGE_SCORE=f"{top.score:.4f}" if top else "",
@@ -459,6 +515,7 @@ class Daemon:
             "delegate": m.engine.delegate if m else None,
             "source": self.capture.source.describe() if self.capture else None,
             "frames": self.frames,
+            "frames_seen": self.change_gate.seen,
             "fps": round(self._fps, 2),
             "latency_ms": self.latency.as_dict(),
             "predictions": (
@@ -470,6 +527,8 @@ class Daemon:
             "last_error_at": self.last_error_at,
             "outputs": {name: sink.health().as_dict() for name, sink in self.sinks.items()},
             "events": self.tracker.status() if self.tracker is not None else None,
+            "gate": self.change_gate.report(time.monotonic()),
+            "region": _region_dict(self.cfg),
         }
 
     def _write_status(self, force: bool = False) -> None:
@@ -500,9 +559,18 @@ class Daemon:
                 old_model.input.width,
                 old_model.input.height,
             )
-            if size_changed or cfg.source != old_cfg.source:
+            if size_changed or _source_inputs(cfg) != _source_inputs(old_cfg):
                 capture = _capture(cfg, model)
             rules = rules_for(cfg, model.labels)
+            problem = (
+                region_pixels_error(cfg.preprocess.region, *self._frame_size)
+                if self._frame_size is not None
+                and not self._roi_seen
+                and cfg.source == old_cfg.source
+                else None
+            )
+            if problem is not None:
+                raise ConfigError(f"{where}: {problem}")
             self._open_outputs(cfg, old_cfg)
         except Exception as exc:  # a reload must never take the daemon down
             if model is not None:
@@ -520,6 +588,8 @@ class Daemon:
             return
         self.tracker, ended = tracker_for(self.tracker, rules, cfg, model.name, model.sha256)
         self._notices += ended
+        if (cfg.gate, cfg.preprocess.region) != (old_cfg.gate, old_cfg.preprocess.region):
+            self.change_gate = self.change_gate.successor(cfg.gate)
         self._use_model(model, cfg)
         if capture is not None:
             self._replace_capture(capture)

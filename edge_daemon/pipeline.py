@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
-from .config import Config
+from .config import Config, RegionConfig
 from .engine.model import LoadedModel
 from .events.smoothing import Smoother
 from .postprocess import Prediction, top_k_quantized
-from .preprocess import ResizeMode, apply_lut, fit_frame, is_identity
+from .preprocess import ResizeMode, apply_lut, crop_region, fit_frame, is_identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +42,10 @@ class Classifier:
         min_score: float,
         resize: ResizeMode,
         smoothing: int = 0,
+        region: Optional[RegionConfig] = None,
     ) -> None:
         self.model = model
+        self.region = region
         self.k = top_k
         self.min_score = min_score
         self.resize: ResizeMode = resize
@@ -62,13 +65,19 @@ class Classifier:
             min_score=cfg.model.min_score,
             resize=cfg.preprocess.resize,
             smoothing=cfg.model.smoothing,
+            region=cfg.preprocess.region,
         )
 
-    def classify(self, image: np.ndarray) -> Result:
-        """Top-k predictions for one (H, W, 3) uint8 RGB image."""
+    def classify(self, image: np.ndarray, roi: Optional[np.ndarray] = None) -> Result:
+        """Top-k predictions for one (H, W, 3) uint8 RGB image.
+
+        The model sees ``preprocess.region`` of it, or ``roi`` when the source
+        already cropped the region (a camera's ISP).
+        """
         t0 = time.perf_counter()
         spec = self.model.input
-        fitted = fit_frame(image, spec.width, spec.height, self.resize)
+        seen = roi if roi is not None else crop_region(image, self.region)
+        fitted = fit_frame(seen, spec.width, spec.height, self.resize)
         tensor = fitted if self._identity else apply_lut(fitted, self.model.lut, self._buf)
         t1 = time.perf_counter()
         raw = self.model.engine.infer(tensor)

@@ -1,8 +1,9 @@
 """Frame -> model input. Pure functions: no I/O, no interpreter.
 
-Order of work per frame: (optional) centre crop -> bilinear resize to the
-model's input size -> map pixel values to the input tensor's dtype through a
-256-entry lookup table (normalisation or quantization, precomputed once).
+Order of work per frame: the region of interest (``preprocess.region``) ->
+(optional) centre crop -> bilinear resize to the model's input size -> map
+pixel values to the input tensor's dtype through a 256-entry lookup table
+(normalisation or quantization, precomputed once).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Literal, Optional
 import numpy as np
 from PIL import Image
 
+from .config import MIN_REGION_PIXELS, RegionConfig, region_box
+
 ResizeMode = Literal["stretch", "crop"]
 
 # Above this downscale factor, PIL first reduces by an integer factor (a box
@@ -20,6 +23,32 @@ ResizeMode = Literal["stretch", "crop"]
 # image at most twice the target: the same result within a grey level at a
 # fraction of the cost for 1080p frames.
 _REDUCING_GAP = 2.0
+
+
+def crop_region(image: np.ndarray, region: Optional[RegionConfig]) -> np.ndarray:
+    """The part of ``image`` that ``preprocess.region`` names (a view; no copy).
+
+    None is the whole frame. The daemon refuses a region that leaves fewer
+    than 16x16 pixels of the first frame; should a later frame be smaller
+    (files of mixed sizes), the box is widened about its centre to 16x16
+    pixels (or the whole frame), so the model always gets an input.
+    """
+    if region is None:
+        return image
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = region_box(region, w, h)
+    x0, x1 = _widen(x0, x1, w)
+    y0, y1 = _widen(y0, y1, h)
+    return image[y0:y1, x0:x1]
+
+
+def _widen(start: int, end: int, size: int) -> tuple[int, int]:
+    """[start, end) widened about its centre to MIN_REGION_PIXELS, within [0, size)."""
+    want = min(MIN_REGION_PIXELS, size)
+    if end - start >= want:
+        return start, end
+    start = max(0, min(size - want, (start + end - want) // 2))
+    return start, start + want
 
 
 def crop_center(image: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -225,9 +225,10 @@ bench() {
   esac
 }
 
-# edge-daemon against the tutorial loop and bare invoke() loops. Locally the
-# short form (about a minute); in CI (CI=true) the full run the figures in
-# docs/performance.md come from (about four minutes), since six pairs of 0.5 s
+# edge-daemon against the tutorial loop and bare invoke() loops, in-process and
+# as the edge-daemon run process with the reference outputs. Locally the short
+# form (about 1.5 minutes); in CI (CI=true) the full run the figures in
+# docs/performance.md come from (about five minutes), since six pairs of 0.5 s
 # windows swing by several percent on a shared machine.
 bench_args=(--quick)
 [ "${CI:-}" = "true" ] && bench_args=()
@@ -240,3 +241,9 @@ bench "events" benchmarks/events.py --quick
 bench "web server's" benchmarks/web.py --quick
 # Each camera format's per-frame conversion against one invoke (under a minute).
 bench "camera format" benchmarks/camera_formats.py --quick
+# The change gate (about 70 s): a 45 s scene with one visit through two
+# daemons at once, gate on and off; the gate's cost per frame; a small subject.
+bench "change gate" benchmarks/gate.py --quick
+# Where frames go under load (about a minute, no target): the bare loop and
+# the daemon with its outputs, web off, log only, quiet and beside a busy loop.
+bench "load" benchmarks/load.py --quick

@@ -197,6 +197,10 @@ class Tracker:
         """End every open event now, marked cut short (a stop or a model change)."""
         return tuple(self._end(st, t, cut_short=True) for st in self._states if st.event)
 
+    def any_open(self) -> bool:
+        """Whether an event is open now (cheap: the change gate asks every frame)."""
+        return any(st.event is not None for st in self._states)
+
     def open_events(self) -> list[dict[str, Any]]:
         return [dict(st.event) for st in self._states if st.event is not None]
 

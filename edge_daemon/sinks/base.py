@@ -81,6 +81,19 @@ class Classified:
         return self.smoothed[0] if self.smoothed else None
 
 
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A frame the change gate let pass unclassified (``gate.mode: motion``).
+
+    Only the live view shows it (the picture stays live while the gate
+    watches); nothing reports it as a result. ``image`` as in ``Classified``.
+    """
+
+    name: str
+    captured_at: float
+    image: np.ndarray
+
+
 @dataclass(frozen=True)
 class SinkHealth:
     """How a sink is doing: ``state`` and, unless ok, one line saying why and what to do."""
@@ -114,6 +127,9 @@ class Sink:
 
     def classified(self, item: Classified) -> None:
         """One frame's result. Runs on the inference thread: return at once."""
+
+    def skipped(self, item: Skipped) -> None:
+        """A frame the change gate skipped (inference thread: return at once)."""
 
     def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
         """The status object. ``urgent``: the first, the ready and the last one;

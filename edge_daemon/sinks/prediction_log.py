@@ -282,7 +282,11 @@ class PredictionLogSink(Sink):
     Which frames get a line is decided on the loop (``wants``, by the
     smoothed top-1), so ``change`` mode stays exact however far the writer
     lags. The writer wakes every ``_FLUSH`` seconds and appends every pending
-    line; at most ``_PENDING`` lines wait (a stalled card drops the oldest).
+    line (at full speed, 20 wake-ups a second for 180 lines); after a period
+    without a line it sleeps until the next one comes, so a daemon that
+    writes nothing (``change`` mode on a still scene, frames skipped by the
+    change gate) does not wake it at all. At most ``_PENDING`` lines wait (a
+    stalled card drops the oldest).
     """
 
     name = "prediction_log"
@@ -293,7 +297,8 @@ class PredictionLogSink(Sink):
         self._lines: Optional[PredictionLines] = None
         self._pending: collections.deque[bytes] = collections.deque(maxlen=_PENDING)
         self._health = SinkHealth()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # set when a line is pending, or to close
+        self._closing = threading.Event()
         self._flushing = threading.Lock()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -336,6 +341,8 @@ class PredictionLogSink(Sink):
                 reason if log.mode == "change" else None,
             )
         )
+        if not self._wake.is_set():  # an attribute read; set only while the writer sleeps
+            self._wake.set()
 
     def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
         if urgent:  # the ready status: the first prediction is on disk before READY=1
@@ -344,10 +351,13 @@ class PredictionLogSink(Sink):
     def health(self) -> SinkHealth:
         return self._health
 
-    def _flush(self) -> None:
+    def _flush(self) -> int:
+        """Append every pending line; how many there were."""
         pending = self._pending
+        count = 0
         with self._flushing:
             while pending:
+                count += 1
                 line = pending.popleft()
                 try:
                     self.log.write_line(line)
@@ -356,14 +366,21 @@ class PredictionLogSink(Sink):
                     continue  # lines that cannot be written now are dropped, never half-written
                 if self._health.state != "ok":
                     self._health = SinkHealth()
+        return count
 
     def _run(self) -> None:
         while not self._closed:
-            self._wake.wait(_FLUSH)
-            self._flush()
+            self._closing.wait(_FLUSH)  # let the batch grow (close cuts this short)
+            if self._flush() == 0:
+                # Nothing for a whole period: sleep until a line comes. Cleared
+                # before looking, so a line appended meanwhile sets it again.
+                self._wake.clear()
+                if not self._pending and not self._closed:
+                    self._wake.wait()
 
     def close(self) -> None:
         self._closed = True
+        self._closing.set()
         self._wake.set()
         self._thread.join(5.0)
         self._flush()

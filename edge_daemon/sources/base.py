@@ -42,6 +42,11 @@ class FrameSource(Protocol):
     Lifecycle: ``open()``, any number of ``read()``, ``close()`` (always, in a
     ``finally``). ``close()`` must be safe to call twice and after a failed
     ``open()``.
+
+    A source may say, before it opens, whether its frames carry ``luma``
+    with a ``gives_luma`` attribute (True/False; absent or None: only the
+    opened device can tell); ``edge-daemon check`` reports how the change
+    gate will sample.
     """
 
     def open(self) -> None:

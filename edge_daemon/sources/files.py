@@ -106,6 +106,8 @@ def list_files(path: str) -> list[str]:
 class FileSource:
     """Frames from image files: ``source.path`` is a folder or a glob."""
 
+    gives_luma = False  # RGB only: the change gate samples the region itself
+
     def __init__(
         self,
         path: str,

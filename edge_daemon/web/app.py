@@ -95,16 +95,16 @@ class _LiveView:
         self.frames = frames
 
     def parts(self, closing: threading.Event, gone: Callable[[], bool]) -> Iterator[bytes]:
-        last = -1
+        last: Optional[int] = None
         while not gone():
-            jpeg = self.frames.jpeg()
-            if jpeg is not None and jpeg[0] != last:
-                last = jpeg[0]
+            view = self.frames.view()  # frames the change gate skipped too: the view stays live
+            if view is not None and view[0] != last:
+                last, number, jpeg = view
                 head = (
-                    f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg[1])}"
-                    f"\r\nX-Frame: {jpeg[0]}\r\n\r\n"
+                    f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}"
+                    f"\r\nX-Frame: {number}\r\n\r\n"
                 )
-                yield head.encode() + jpeg[1] + b"\r\n"
+                yield head.encode() + jpeg + b"\r\n"
             if closing.wait(self.frames.min_interval):
                 return
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 from ..sinks.base import Classified
 
 STATES = ("starting", "running", "degraded", "stopped", "failed")
+GATE_STATES = ("off", "watching", "active")
 SINK_STATES = ("ok", "connecting", "failing", "off")
 ERROR_KINDS = ("source", "output", "reload", "other")
 # Inference histogram bucket bounds, in seconds (a Coral: ~0.003; a Pi Zero 2: ~0.3).
@@ -182,12 +183,52 @@ class DaemonCollector:
         for rule, n in list(t.events.items()):
             events.add_metric([rule], n)
         yield events
+        yield from gate_families(st.get("gate"), st.get("frames"))
         extra = self._extra()
         for name, (kind, doc) in _EXTRA.items():
             value = extra.get(name)
             if value is not None:
                 family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
                 yield family(name, doc, value=value)
+
+
+def gate_families(gate: Any, frames: Any) -> Iterator[Any]:
+    """The change gate's metrics, from the status object's ``gate`` (see edge_daemon.gate)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, StateSetMetricFamily
+
+    g = gate if isinstance(gate, dict) else {}
+    state = g.get("state", "off")
+    yield StateSetMetricFamily(
+        "edge_daemon_gate_state",
+        "The change gate: off, watching (frames skipped while nothing changes) or active",
+        {s: s == state for s in GATE_STATES},
+    )
+    classified = _num(g.get("frames_classified"))
+    yield CounterMetricFamily(
+        "edge_daemon_frames_seen",
+        "Frames delivered by the source, classified or skipped by the gate",
+        value=_num(g.get("frames_seen")) or _num(frames) or 0,
+    )
+    yield CounterMetricFamily(
+        "edge_daemon_frames_classified",
+        "Frames the model classified (the gate skips the rest)",
+        value=classified if classified is not None else _num(frames) or 0,
+    )
+    yield GaugeMetricFamily(
+        "edge_daemon_gate_skipped_ratio",
+        "Share of the frames seen that the gate skipped (not classified)",
+        value=_num(g.get("skipped_share")) or 0.0,
+    )
+    yield GaugeMetricFamily(
+        "edge_daemon_gate_change_ratio",
+        "Share of the region's sampled pixels that changed in the latest frame",
+        value=_num(g.get("change_ratio")) or 0.0,
+    )
+    yield GaugeMetricFamily(
+        "edge_daemon_gate_area_threshold",
+        "gate.area_threshold: the change ratio that counts as motion",
+        value=_num(g.get("area_threshold")) or 0.0,
+    )
 
 
 _EXTRA = {

@@ -16,7 +16,7 @@ import threading
 from typing import Any, Optional
 
 from ..config import HttpConfig, is_loopback, parse_listen
-from ..sinks.base import Classified, ModelInfo, Sink, SinkContext, SinkHealth
+from ..sinks.base import Classified, ModelInfo, Sink, SinkContext, SinkHealth, Skipped
 from ..status import status_verdict
 from .app import NO_METRICS, State, WebApp
 from .auth import load_auth
@@ -171,6 +171,9 @@ class HttpSink(Sink):
     def classified(self, item: Classified) -> None:
         self.frames.offer(item)
         self.tally.frame(item)
+
+    def skipped(self, item: Skipped) -> None:
+        self.frames.offer_skipped(item)
 
     def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
         self.tally.status(status)

@@ -227,3 +227,59 @@ def test_timestamps_from_the_per_second_cache_match_iso_utc(times: list[float]) 
     fmt = TimestampFormatter()
     for t in times:
         assert fmt(t) == iso_utc(t)
+
+
+def _sink_item(number: int) -> Any:
+    import numpy as np
+
+    from edge_daemon.sinks.base import Classified
+
+    preds = [Prediction("macaw", 89, 0.9)]
+    return Classified(
+        number,
+        f"{number}.jpg",
+        1_700_000_000.0 + number,
+        np.zeros((2, 2, 3), np.uint8),
+        preds,
+        preds,
+        5.0,
+    )
+
+
+def _wait_for_lines(path: Path, count: int) -> list[dict[str, Any]]:
+    import time
+
+    deadline = time.monotonic() + 10  # liveness, not speed: the writer flushes every 50 ms
+    while time.monotonic() < deadline:
+        if path.exists() and len(found := lines(path)) >= count:
+            return found
+        time.sleep(0.01)
+    return lines(path) if path.exists() else []
+
+
+def test_the_writer_goes_idle_and_still_writes_the_next_line_without_a_close(
+    tmp_path: Path,
+) -> None:
+    """Once no line has come for a while the writer sleeps; a frame classified after
+    that (a visit after an hour of skipped frames) is still on disk soon, not at exit."""
+    import time
+
+    from edge_daemon.sinks.base import ModelInfo
+    from edge_daemon.sinks.prediction_log import PredictionLogSink
+
+    path = tmp_path / "predictions.jsonl"
+    sink = PredictionLogSink(PredictionLog(str(path)))
+    labels = ["background", "macaw"]
+    sink.model(
+        ModelInfo("m.tflite", "m.tflite", "0" * 64, "rt", "cpu", labels, lambda i: "macaw", 2, 2)
+    )
+    try:
+        sink.classified(_sink_item(1))
+        assert [r["frame"] for r in _wait_for_lines(path, 1)] == [1]
+        time.sleep(0.3)  # several flush periods without a line: the writer sleeps
+        for n in (2, 3):
+            sink.classified(_sink_item(n))
+        assert [r["frame"] for r in _wait_for_lines(path, 3)] == [1, 2, 3]
+    finally:
+        sink.close()
+    assert [r["frame"] for r in lines(path)] == [1, 2, 3]

@@ -1,4 +1,4 @@
-// The page: status every 2 s, predictions as they arrive (Server-Sent Events),
+// The page: status every 2 s (1 s with the change gate on), predictions as they arrive (SSE),
 // events every 10 s. No framework, no build step, nothing from elsewhere.
 "use strict";
 
@@ -44,6 +44,72 @@ function showState(state, reason) {
   line.hidden = !reason;
 }
 
+// The change gate's tuner: the change value on a log scale from 1e-4 to 1,
+// against its threshold; the region and where in it the change is, over the view.
+const logPos = (v) => Math.max(0, Math.min(1, (Math.log10(Math.max(v, 1e-4)) + 4) / 4));
+let gateInfo = null;
+let regionBox = null;
+
+function showGate(gate, region) {
+  regionBox = region || null;
+  const on = gate && gate.mode && gate.mode !== "off";
+  gateInfo = on ? gate : null;
+  $("gate").hidden = !on;
+  drawOverlay();
+  if (!on) return;
+  const badge = $("gate-state");
+  badge.textContent = gate.state;
+  badge.dataset.state = gate.state;
+  text("gate-why", gate.reason ? `last classified: ${gate.reason}` : "");
+  const change = Number(gate.peak_ratio ?? gate.change_ratio ?? 0);
+  const threshold = Number(gate.area_threshold || 0);
+  $("gate-level").style.width = `${logPos(change) * 100}%`;
+  $("gate-mark").style.left = `${logPos(threshold) * 100}%`;
+  text("gate-change", `change ${change.toFixed(4)} (motion at ${threshold}; `
+    + `lighting at ${gate.lighting_threshold}), pixels past ${gate.pixel_threshold} levels`);
+  const skipped = (Number(gate.skipped_share || 0) * 100).toFixed(1);
+  text("gate-frames", `${gate.frames_classified} of ${gate.frames_seen} frames (${skipped}% skipped)`);
+  text("gate-via", gate.via === "luma" ? "the camera's luma plane"
+    : gate.via === "software" ? "in software (RGB sample)" : "-");
+}
+
+function drawOverlay() {
+  const img = $("live");
+  const canvas = $("overlay");
+  const w = img.clientWidth;
+  const h = img.clientHeight;
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, w, h);
+  text("gate-region", regionBox ? `x ${regionBox.x}, y ${regionBox.y}, `
+    + `${regionBox.width} x ${regionBox.height} of the frame` : "the whole frame");
+  if (!img.naturalWidth || (!regionBox && !gateInfo)) return;
+  // The picture is fitted inside the element (object-fit: contain).
+  const scale = Math.min(w / img.naturalWidth, h / img.naturalHeight);
+  const pw = img.naturalWidth * scale;
+  const ph = img.naturalHeight * scale;
+  const r = regionBox || { x: 0, y: 0, width: 1, height: 1 };
+  const x0 = (w - pw) / 2 + r.x * pw;
+  const y0 = (h - ph) / 2 + r.y * ph;
+  const rw = r.width * pw;
+  const rh = r.height * ph;
+  const grid = gateInfo && gateInfo.grid;
+  if (grid && grid.length) {
+    const rows = grid.length;
+    grid.forEach((row, i) => row.forEach((share, j) => {
+      const cols = row.length;
+      const strength = Math.min(1, Number(share) / Math.max(gateInfo.area_threshold * 4, 1e-3));
+      if (strength <= 0) return;
+      ctx.fillStyle = `rgba(229, 62, 62, ${0.15 + 0.45 * strength})`;
+      ctx.fillRect(x0 + (j * rw) / cols, y0 + (i * rh) / rows, rw / cols, rh / rows);
+    }));
+  }
+  ctx.strokeStyle = "#f6e05e";
+  ctx.lineWidth = 2;
+  ctx.strokeRect(x0, y0, rw, rh);
+}
+
 let streamed = false; // predictions from the event stream win over the status poll
 
 async function pollStatus() {
@@ -67,6 +133,7 @@ async function pollStatus() {
     text("source", s.source || "-");
     text("last-error", s.last_error ? `${s.last_error} (${s.last_error_at})` : "none");
     if (!streamed) showPredictions(s.predictions);
+    showGate(s.gate, s.region);
   } catch (err) {
     showState("unreachable", "The daemon does not answer; is it running?");
   }
@@ -113,5 +180,10 @@ async function pollEvents() {
 pollStatus();
 pollEvents();
 listen();
-setInterval(pollStatus, 2000);
+window.addEventListener("resize", drawOverlay);
+$("live").addEventListener("load", drawOverlay);
+// Every 2 s; every second while the gate is on (tuning it means watching the value).
+(function statusLoop() {
+  setTimeout(() => { pollStatus().finally(statusLoop); }, gateInfo ? 1000 : 2000);
+})();
 setInterval(pollEvents, 10000);
