@@ -1,5 +1,5 @@
 """The ``edge-daemon`` command: run, classify, check, status, tail, models fetch, bench,
-events, config schema.
+events, teach, config schema.
 
 Every failure is one line on stderr and a non-zero exit; ``--debug`` shows
 the traceback as well. Errors are logged once, here at the top.
@@ -41,9 +41,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from .engine.model import load_model
     from .pipeline import Classifier
     from .sources.files import decode_image
+    from .teach.active import running_config
 
     cfg = _config(args)
     setup_logging("WARNING", debug=args.debug)
+    if args.model is None:
+        cfg = running_config(cfg)[0]  # the taught model, as the daemon runs it
     model_cfg = cfg.model
     if args.model is not None:
         model_cfg = dataclasses.replace(
@@ -85,11 +88,19 @@ def cmd_classify(args: argparse.Namespace) -> int:
 # -- check -------------------------------------------------------------------
 def cmd_check(args: argparse.Namespace) -> int:
     from .engine.model import load_model
+    from .teach.active import check_taught, running_config
 
     cfg = _config(args)
     setup_logging("WARNING", debug=args.debug)
-    model = load_model(cfg)
+    run_cfg, taught = running_config(cfg)
+    model = load_model(run_cfg)
     try:
+        if taught:
+            check_taught(
+                run_cfg,
+                len(model.labels.labels) + model.labels.offset,
+                list(model.labels.labels),
+            )
         from .events import events_dir
         from .events.engine import rules_for
         from .gate.describe import describe_gate, describe_region, gives_luma
@@ -108,6 +119,13 @@ def cmd_check(args: argparse.Namespace) -> int:
             + (" (offset by one: background class 0)" if model.labels.offset else ""),
             "runtime": e.runtime,
             "delegate": e.delegate,
+            "embedding": (
+                f"tensor {model.embedding.tensor} {model.embedding.name},"
+                f" {model.embedding.dims} dimensions {model.embedding.dtype}"
+                if model.embedding is not None
+                else f"none: {model.embedding_reason}"
+            ),
+            "teach": _teach_line(cfg, taught),
             "source": cfg.source.kind
             + (f" {cfg.source.path}" if cfg.source.kind == "files" else ""),
             "prediction_log": cfg.outputs.prediction_log or "off",
@@ -146,6 +164,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     finally:
         model.close()
     return 0
+
+
+def _teach_line(cfg: Config, taught: bool) -> str:
+    from .teach import teach_dir
+    from .teach.active import read_report
+
+    if taught:
+        report = read_report(teach_dir(cfg)) or {}
+        accuracy = report.get("accuracy")
+        return "the taught model runs" + (
+            f" ({', '.join(report.get('classes', []))}; cross-validated accuracy"
+            f" {100 * float(accuracy):.1f}%)"
+            if isinstance(accuracy, (int, float))
+            else ""
+        )
+    if not cfg.teach.use:
+        return "off (teach.use: false)"
+    return f"no taught model yet in {teach_dir(cfg)} (edge-daemon teach add, teach train)"
 
 
 def _camera_summary(cfg: Config, width: int, height: int) -> dict[str, str]:
@@ -565,6 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .events.cli import add_parser as add_events_parser
 
     add_events_parser(sub, [common, cfg])
+    from .daemon import signal_reload
+    from .teach.cli import add_parser as add_teach_parser
+
+    add_teach_parser(sub, [common, cfg], signal_reload)
     return p
 
 

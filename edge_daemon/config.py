@@ -350,6 +350,20 @@ class TeachConfig:
     dir: Optional[str] = _key(
         None, "samples, the taught model and its report; null = daemon.state_dir/teach", path=True
     )
+    use: bool = _key(
+        True,
+        "run the taught model (teach.dir/model.tflite + labels.txt) once one is trained;"
+        " until then, and with false, model.path",
+    )
+    base_model: Optional[str] = _key(
+        None,
+        "the base network teach train embeds with and builds on; null = model.path (or,"
+        " when model.path is the taught model, the base its report.json names)",
+        path=True,
+    )
+    base_labels: Optional[str] = _key(
+        None, "labels file of teach.base_model (only loaded to check it runs)", path=True
+    )
 
 
 @dataclass(frozen=True)
@@ -380,6 +394,11 @@ class HttpConfig:
     )
     idle_timeout: float = _key(
         20.0, "close a connection that sends or reads nothing for this long (s)", lo=1.0, hi=3600.0
+    )
+    allowed_hosts: Optional[list[str]] = _key(  # noqa: RUF009
+        None,
+        "Host names answered besides addresses, localhost and this machine's name (DNS"
+        ' rebinding guard); ["*"] = any; null = none',
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any, Optional
 from . import notify
 from .capture import CaptureThread
 from .config import Config, load_config, region_pixels_error
-from .engine.model import LoadedModel, load_model
+from .engine.model import LoadedModel
 from .engine.runtimes import load_runtime
 from .errors import ConfigError, EdgeDaemonError
 from .events.engine import rules_for, tracker_for
@@ -37,6 +37,7 @@ from .sinks.base import Classified, EventNotice, ModelInfo, Sink, SinkContext, S
 from .sinks.prediction_log import iso_utc
 from .sources import make_source
 from .sources.base import Frame
+from .teach.active import load_running_model
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,11 @@ def _capture(cfg: Config, model: LoadedModel) -> CaptureThread:
         retry_max=cfg.source.retry_max,
         opened=not live,
     )
+
+
+def signal_reload(pid: int) -> None:
+    """Ask the daemon running as ``pid`` to reload (SIGHUP, as ``systemctl reload`` does)."""
+    os.kill(pid, signal.SIGHUP)
 
 
 class _Latency:
@@ -291,7 +297,10 @@ class Daemon:
 
     def _start(self) -> None:
         runtime = load_runtime(self.cfg.engine.runtime)
-        model = load_model(self.cfg, runtime)
+        # The taught model when teach.use and one is trained; a broken one falls back.
+        model, note = load_running_model(self.cfg, runtime, fallback=True)
+        if note:
+            self._error(note)  # logged once by load_running_model; the status shows it
         try:
             rules = rules_for(self.cfg, model.labels)  # unknown labels: ConfigError
         except EdgeDaemonError:
@@ -384,6 +393,7 @@ class Daemon:
             smoothed,
             result.inference_ms,
             events,
+            result.embedding,
         )
         for sink in self._sink_list:
             sink.classified(item)
@@ -554,7 +564,7 @@ class Daemon:
         try:
             cfg = load_config(self.config_path) if self.config_path else self.cfg
             runtime = load_runtime(cfg.engine.runtime)
-            model = load_model(cfg, runtime)
+            model, _ = load_running_model(cfg, runtime, fallback=False)
             size_changed = (model.input.width, model.input.height) != (
                 old_model.input.width,
                 old_model.input.height,
@@ -615,8 +625,10 @@ class Daemon:
         if self.state != "failed":
             self.state = "stopped"
         self.reason = None
-        if self.tracker is not None:
-            self.tracker.close_all(time.time())  # the events sink closes their rows itself
+        if self.tracker is not None:  # open events end, cut short, in every output
+            ended = self._notices + self.tracker.close_all(time.time())
+            for sink in self._sink_list:
+                sink.events_ended(ended)
         self._write_status(force=True)
         for sink in self._sink_list:
             sink.close()

@@ -78,3 +78,9 @@ class EventsError(EdgeDaemonError):
     """The events database cannot be used (the daemon then runs without keeping events)."""
 
     exit_code = 7
+
+
+class TeachError(EdgeDaemonError):
+    """Teaching cannot go on: a bad sample, too few samples, no embedding in the model."""
+
+    exit_code = 8

@@ -55,17 +55,20 @@ class LabelMap:
         return self.labels[i]
 
 
-def align_labels(labels: list[str], outputs: int, source: str, model: str) -> LabelMap:
+def align_labels(
+    labels: list[str], outputs: int, source: str, model: str, *, background: bool = True
+) -> LabelMap:
     """Line labels up with the model's output count, or explain why they cannot be.
 
     Equal counts index directly. One output more than labels means the model
     has a background class 0 that the file leaves out (MobileNet's 1001 vs
-    1000): shift by one and say so. Anything else is an error: shifting on a
+    1000): shift by one and say so, unless ``background`` is False (a taught
+    model has no background class). Anything else is an error: shifting on a
     guess would silently mislabel every prediction.
     """
     if len(labels) == outputs:
         return LabelMap(tuple(labels), 0, source)
-    if len(labels) + 1 == outputs:
+    if len(labels) + 1 == outputs and background:
         log.info(
             "%s has %d outputs and %s has %d labels: treating output 0 as a background"
             " class and shifting labels by one",

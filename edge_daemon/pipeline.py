@@ -10,6 +10,7 @@ import numpy as np
 
 from .config import Config, RegionConfig
 from .engine.model import LoadedModel
+from .errors import TeachError
 from .events.smoothing import Smoother
 from .postprocess import Prediction, top_k_quantized
 from .preprocess import ResizeMode, apply_lut, crop_region, fit_frame, is_identity
@@ -25,6 +26,9 @@ class Result:
     postprocess_ms: float
     # After model.smoothing; the very list ``predictions`` when smoothing is off.
     smoothed: list[Prediction] | None = None
+    # The base network's pooled features from the same invoke, float32 (dims,),
+    # dequantized; None when the model offers none (see engine/embedding.py).
+    embedding: np.ndarray | None = None
 
     @property
     def top1(self) -> Prediction | None:
@@ -82,6 +86,7 @@ class Classifier:
         t1 = time.perf_counter()
         raw = self.model.engine.infer(tensor)
         t2 = time.perf_counter()
+        embedding = self._embedding()
         label = self.model.labels.label
         best = top_k_quantized(raw, self._scale, self._zero, self.k, self.min_score)
         preds = [Prediction(label(i), i, s) for i, s in best]
@@ -90,4 +95,32 @@ class Classifier:
             ranked = self.smoother.top_k(raw, self.k, self.min_score)
             smoothed = [Prediction(label(i), i, s) for i, s in ranked]
         t3 = time.perf_counter()
-        return Result(preds, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, smoothed)
+        return Result(preds, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, smoothed, embedding)
+
+    def _embedding(self) -> np.ndarray | None:
+        spec = self.model.embedding
+        raw = getattr(self.model.engine, "last_embedding", None)
+        if spec is None or raw is None:
+            return None
+        return spec.dequantize(raw)
+
+    def embed(self, image: np.ndarray) -> np.ndarray:
+        """The float32 (dims,) embedding of one (H, W, 3) uint8 RGB image.
+
+        Exactly the daemon's preprocessing and the same invoke as classify();
+        call it from the thread that classifies (the interpreter is not
+        shared between threads). Raises TeachError when the model has none.
+        """
+        if self.model.embedding is None:
+            raise TeachError(
+                f"{self.model.path}: offers no embedding to teach from:"
+                f" {self.model.embedding_reason or 'unknown reason'}"
+            )
+        spec = self.model.input
+        fitted = fit_frame(image, spec.width, spec.height, self.resize)
+        tensor = fitted if self._identity else apply_lut(fitted, self.model.lut, self._buf)
+        self.model.engine.infer(tensor)
+        embedding = self._embedding()
+        if embedding is None:
+            raise TeachError(f"{self.model.path}: the engine gave no embedding; reload the model")
+        return embedding

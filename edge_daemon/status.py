@@ -10,7 +10,8 @@ from typing import Any
 STATUS_RUNNING, STATUS_DEGRADED, STATUS_DOWN = 0, 1, 2
 
 
-def _pid_alive(pid: Any) -> bool:
+def pid_alive(pid: Any) -> bool:
+    """Whether a process with this pid exists on this machine."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -32,7 +33,7 @@ def status_verdict(status: dict[str, Any], now: float) -> tuple[int, str]:
     except ValueError:
         return STATUS_DOWN, "stale"
     if state in ("running", "degraded", "starting"):
-        if age > max(5 * float(interval), 5.0) or not _pid_alive(status.get("pid")):
+        if age > max(5 * float(interval), 5.0) or not pid_alive(status.get("pid")):
             return STATUS_DOWN, "stale"
         return (STATUS_RUNNING, "running") if state == "running" else (STATUS_DEGRADED, state)
     return STATUS_DOWN, str(state)

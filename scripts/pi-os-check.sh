@@ -10,6 +10,8 @@
 #   3. classifies the fixture photos with every TFLite runtime that has a wheel
 #      for the architecture and checks them against ../shared/images/expected.yaml;
 #   4. runs `edge-daemon run` over the files source as the service user;
+#   5. (armhf) teaches three classes from the fixture photos, trains, exports
+#      and classifies with the taught model (pure Python training and export);
 #
 # then prints a table: architecture, runtime, versions, wheels, goldens, time.
 #
@@ -108,6 +110,29 @@ EOF
     runuser -u edge-daemon -- "$VENV/bin/edge-daemon" run --config "$out/config.yaml"
     "$VENV/bin/python" "${goldens[@]}" log "$out/predictions.jsonl"
     printf 'run\t%s\n' "$(since "$t0")" >>"$rows"
+
+    if [[ $arch == armhf ]]; then
+        # 32-bit Pi OS: teach trains and exports in pure Python (no TFLite schema
+        # module in tflite-runtime), once, on the fixture photos.
+        log "$arch: edge-daemon teach add + train + classify, as the service user"
+        t0=$SECONDS
+        local cls img
+        for cls in cat bird other; do
+            case $cls in
+            cat) img=(cat.bmp cat_720p.jpg cat.bmp) ;;
+            bird) img=(bird.bmp parrot.jpg bird.bmp) ;;
+            other) img=(grace_hopper.bmp hot_dog.jpg dragonfly.bmp) ;;
+            esac
+            runuser -u edge-daemon -- "$VENV/bin/edge-daemon" teach add "$cls" \
+                "${img[@]/#/$shared/images/}" --config "$out/config.yaml"
+        done
+        runuser -u edge-daemon -- "$VENV/bin/edge-daemon" teach train --config "$out/config.yaml" ||
+            die "$arch: teach train failed"
+        runuser -u edge-daemon -- "$VENV/bin/edge-daemon" classify --json --config "$out/config.yaml" \
+            "$shared/images/cat.bmp" >/tmp/teach-classify.json
+        grep -q '"label": "cat"' /tmp/teach-classify.json || die "$arch: the taught model missed cat.bmp"
+        printf 'teach\t%s\n' "$(since "$t0")" >>"$rows"
+    fi
 
     # Every runtime with a wheel for this architecture: the installed one
     # first, then the other one added to the same venv.

@@ -239,6 +239,14 @@ bench "speed" benchmarks/compare.py ${bench_args[@]+"${bench_args[@]}"}
 bench "MQTT throughput" benchmarks/outputs.py --quick
 bench "events" benchmarks/events.py --quick
 bench "web server's" benchmarks/web.py --quick
+# Teaching: training time (cached, from scratch), accuracy on the synthetic
+# scenes, the exported model against the base (short form, two to three minutes).
+bench "teach" benchmarks/teach.py --quick
+# The taught model against its base: agreement, invoke-time ratio, sizes.
+# One base model; in CI with 200 interleaved invokes a side (30 swing by +-5%).
+teach_args=(--quick)
+[ "${CI:-}" = "true" ] && teach_args=(--quick --rounds 200)
+bench "taught model's" benchmarks/teach_export.py "${teach_args[@]}"
 # Each camera format's per-frame conversion against one invoke (under a minute).
 bench "camera format" benchmarks/camera_formats.py --quick
 # The change gate (about 70 s): a 45 s scene with one visit through two

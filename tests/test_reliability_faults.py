@@ -550,6 +550,9 @@ def test_full_disk_for_the_prediction_log_classification_goes_on_and_writing_res
         )
         logged()  # whole lines only, even on a full disk
         freed_at = status_of(status_path)["frames"]
+        # The lines of every frame counted so far are tried against the full disk
+        # before it is freed: the writer thread may lag the loop on a busy machine.
+        daemon.sinks["prediction_log"].status({}, urgent=True)
         filler.unlink()
         wait_until(lambda: status_of(status_path).get("state") == "running", "running again")
         wait_until(lambda: max(logged()) > freed_at + 5, "lines written again", alive=bg.alive)

@@ -18,6 +18,7 @@ from typing import Any, Optional, Protocol
 import numpy as np
 
 from ..errors import DelegateError, ModelError, first_line
+from .embedding import EmbeddingSpec, find_embedding, with_embedding_output
 from .metadata import verify_model
 from .runtimes import Runtime
 from .xnnpack import create_quantized_xnnpack
@@ -90,6 +91,8 @@ class TFLiteEngine:
         delegate: str,
         model_path: str,
         keep_alive: list[Any],
+        embedding: Optional[EmbeddingSpec] = None,
+        embedding_reason: str = "",
     ) -> None:
         self._interpreter = interpreter
         self._keep_alive = keep_alive  # delegate objects must outlive the interpreter
@@ -105,6 +108,12 @@ class TFLiteEngine:
             )
         self.input = TensorSpec.from_details(inputs[0])
         self.output = TensorSpec.from_details(outputs[0])
+        # The pooled features, a second output of the same invoke (see embedding.py).
+        self.embedding = embedding if embedding is not None and len(outputs) > 1 else None
+        self.embedding_reason = embedding_reason
+        self._embedding_index = int(outputs[1]["index"]) if self.embedding is not None else -1
+        # The embedding tensor's raw contents after the last infer(), None without one.
+        self.last_embedding: Optional[np.ndarray] = None
         self._set = interpreter.set_tensor
         self._invoke = interpreter.invoke
         self._get = interpreter.get_tensor
@@ -117,6 +126,8 @@ class TFLiteEngine:
         self._invoke()
         # get_tensor returns a copy, safe to keep after the next invoke().
         out: np.ndarray = self._get(self.output.index)
+        if self._embedding_index >= 0:
+            self.last_embedding = self._get(self._embedding_index)  # 1-5 KB copy
         return out[0] if out.ndim > 1 else out
 
     def delegated_nodes(self) -> int:
@@ -165,9 +176,18 @@ def damaged_model(path: str, exc: Exception) -> ModelError:
 
 
 def build_engine(
-    model_path: str, runtime: Runtime, delegate: str, settings: DelegateSettings
+    model_path: str,
+    runtime: Runtime,
+    delegate: str,
+    settings: DelegateSettings,
+    *,
+    embedding: bool = True,
 ) -> TFLiteEngine:
-    """One attempt: load ``delegate``, build, allocate and invoke once. Raises DelegateError."""
+    """One attempt: load ``delegate``, build, allocate and invoke once. Raises DelegateError.
+
+    With ``embedding`` the model's pooled features become a second output
+    (engine/embedding.py) when it has them; without, the model runs as is.
+    """
     keep: list[Any] = []
     # The runtime gets the bytes, checked, not the path: given a path it mmaps the
     # file, and a model replaced in place (cp, a download) under a running
@@ -182,6 +202,12 @@ def build_engine(
         verify_model(data)
     except ValueError as exc:
         raise damaged_model(model_path, exc) from None
+    spec, why = find_embedding(data) if embedding else (None, "not asked for")
+    if spec is not None:
+        try:
+            data = with_embedding_output(data, spec)
+        except ValueError as exc:
+            spec, why = None, f"its graph cannot be edited ({exc})"
     kwargs: dict[str, Any] = {"model_content": data, "num_threads": settings.threads}
     try:
         if delegate == "edgetpu":
@@ -199,7 +225,7 @@ def build_engine(
         kwargs["experimental_op_resolver_type"] = runtime.resolver(default_delegates)
         interpreter = runtime.Interpreter(**kwargs)
         interpreter.allocate_tensors()
-        engine = TFLiteEngine(interpreter, runtime, delegate, model_path, keep)
+        engine = TFLiteEngine(interpreter, runtime, delegate, model_path, keep, spec, why)
         engine.infer(np.zeros(engine.input.shape[1:], dtype=engine.input.dtype))
     except ModelError:
         raise

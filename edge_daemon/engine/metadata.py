@@ -21,6 +21,8 @@ from flatbuffers.table import Table
 
 METADATA_NAME = "TFLITE_METADATA"
 EDGETPU_OP = "edgetpu-custom-op"
+# Model.description of a model written by edge_daemon.teach.export.
+TAUGHT_DESCRIPTION = "edge-daemon taught model"
 
 # AssociatedFileType.TENSOR_AXIS_LABELS in metadata_schema.fbs.
 _AXIS_LABELS = 2
@@ -84,10 +86,16 @@ class ModelFileInfo:
     std: Optional[list[float]] = None
     label_file: Optional[str] = None  # name inside the appended zip
     labels_text: Optional[str] = None
+    description: str = ""  # Model.description
 
     @property
     def is_edgetpu(self) -> bool:
         return EDGETPU_OP in self.custom_ops
+
+    @property
+    def is_taught(self) -> bool:
+        """Written by ``edge-daemon teach train``: its outputs are the taught classes."""
+        return self.description.startswith(TAUGHT_DESCRIPTION)
 
 
 def _is_flatbuffer_model(data: bytes) -> bool:
@@ -265,6 +273,7 @@ def read_model_file(data: bytes) -> ModelFileInfo:
     info = ModelFileInfo()
     try:
         model = _root(data)
+        info.description = _string(model, 3) or ""  # Model.description
         for code in _tables(model, 1):  # Model.operator_codes
             name = _string(code, 1)  # OperatorCode.custom_code
             if name:

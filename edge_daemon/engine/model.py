@@ -16,6 +16,7 @@ from ..errors import ModelError
 from ..labels import LabelMap, align_labels, parse_labels
 from ..preprocess import InputSpec, pixel_lut
 from .autoselect import choose_delegates
+from .embedding import EmbeddingSpec
 from .interpreter import (
     DelegateSettings,
     TFLiteEngine,
@@ -41,6 +42,10 @@ class LoadedModel:
     input: InputSpec
     lut: np.ndarray
     info: ModelFileInfo
+    # The pooled features read after each invoke (see embedding.py); None, with
+    # the reason, when the model offers none.
+    embedding: Optional[EmbeddingSpec] = None
+    embedding_reason: str = ""
 
     @property
     def name(self) -> str:
@@ -128,7 +133,11 @@ def load_model(cfg: Config, runtime: Optional[Runtime] = None) -> LoadedModel:
         labels, labels_source = load_labels(cfg.model.labels, info, path)
         spec = _input_spec(engine, path)
         label_map = align_labels(
-            labels, int(np.prod(engine.output.shape[1:])), labels_source, os.path.basename(path)
+            labels,
+            int(np.prod(engine.output.shape[1:])),
+            labels_source,
+            os.path.basename(path),
+            background=not info.is_taught,  # a taught model's outputs are its classes
         )
     except ModelError:
         engine.close()
@@ -139,7 +148,17 @@ def load_model(cfg: Config, runtime: Optional[Runtime] = None) -> LoadedModel:
         # Quantized input: raw pixels unless the user asked otherwise (see pixel_lut).
         mean = std = None
     lut = pixel_lut(spec, mean, std)
-    return LoadedModel(path, sha, engine, label_map, spec, lut, info)
+    return LoadedModel(
+        path,
+        sha,
+        engine,
+        label_map,
+        spec,
+        lut,
+        info,
+        embedding=engine.embedding,
+        embedding_reason=engine.embedding_reason,
+    )
 
 
 def _one(values: Optional[list[float]]) -> Optional[float]:

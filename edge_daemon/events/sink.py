@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..config import Config
 from ..errors import EventsError
-from ..sinks.base import Classified, Sink, SinkContext, SinkHealth
+from ..sinks.base import Classified, EventNotice, Sink, SinkContext, SinkHealth
 from . import events_dir, snapshots, store
 from .labels import first_name
 
@@ -107,10 +108,15 @@ class EventsSink(Sink):
 
     # -- inference thread ------------------------------------------------------
     def classified(self, item: Classified) -> None:
-        if not item.events:
-            return
+        if item.events:
+            self._file(item.events, item.image)
+
+    def events_ended(self, notices: Sequence[EventNotice]) -> None:
+        self._file(notices, None)
+
+    def _file(self, notices: Sequence[EventNotice], image: Optional[np.ndarray]) -> None:
         with self._cond:
-            for notice in item.events:
+            for notice in notices:
                 ev = notice.event
                 p = self._pending.get(ev["id"])
                 if p is None:
@@ -120,8 +126,8 @@ class EventsSink(Sink):
                 p.dirty = True
                 if notice.type != "update":
                     p.urgent = True
-                if notice.best and self.snapshots:
-                    p.image = item.image.copy()
+                if notice.best and self.snapshots and image is not None:
+                    p.image = image.copy()
             if any(p.urgent for p in self._pending.values()):
                 self._cond.notify()
 

@@ -8,17 +8,20 @@ machine without the ``mqtt`` extra.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import socket
 import ssl
+import time
 import urllib.parse
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..config import MqttConfig
 from ..errors import ConfigError, EdgeDaemonError
+from ..status import pid_alive
 
 MQTT_EXTRA = "pip install 'edge-daemon[mqtt]'"
 
@@ -85,12 +88,23 @@ def check_resolvable(host: str) -> None:
         raise _InvalidName(socket.EAI_NONAME, "Name or service not known")
 
 
-def make_client(cfg: MqttConfig, client_id: str, **callbacks: Any) -> Any:
+class DeviceInUse(ConnectionError):
+    """Another daemon is connected under this Pi's ``mqtt.device`` (its message says who)."""
+
+
+def make_client(
+    cfg: MqttConfig,
+    client_id: str,
+    *,
+    before_connect: Optional[Callable[[], None]] = None,
+    **callbacks: Any,
+) -> Any:
     """A paho client (callback API 2) with credentials and TLS from ``cfg``.
 
     Its ``reconnect()`` remembers the exception of a failed attempt in
     ``last_connect_error`` (paho's own retry loop swallows it), so the reason
-    can be told once, in words.
+    can be told once, in words. ``before_connect`` runs before every attempt;
+    an OSError it raises fails that attempt (paho retries with back-off).
     """
     mqtt = import_paho()
     host: str = cfg.host or ""
@@ -101,6 +115,8 @@ def make_client(cfg: MqttConfig, client_id: str, **callbacks: Any) -> Any:
         def reconnect(self) -> Any:
             try:
                 check_resolvable(host)
+                if before_connect is not None:
+                    before_connect()
                 result = super().reconnect()
             except Exception as exc:
                 self.last_connect_error = exc
@@ -143,6 +159,84 @@ def make_client(cfg: MqttConfig, client_id: str, **callbacks: Any) -> Any:
     return client
 
 
+# probe_retained: how long to wait for the retained messages after the broker
+# confirmed the subscription (they follow at once), and for everything (s).
+_PROBE_SETTLE = 0.3
+_PROBE_LIMIT = 5.0
+
+
+def probe_retained(cfg: MqttConfig, topics: list[str]) -> Optional[dict[str, bytes]]:
+    """What the broker retains on ``topics``, read by a short-lived client with an id
+    of its own (so no connection is taken over); None when it cannot be read (the
+    broker is away or refuses: the real connection then says why)."""
+    got: dict[str, bytes] = {}
+    acked: list[float] = []
+    refused: list[bool] = []
+
+    def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            refused.append(True)
+        else:
+            client.subscribe([(t, 0) for t in topics])
+
+    def on_message(client: Any, userdata: Any, msg: Any) -> None:
+        if msg.retain:
+            got[msg.topic] = bytes(msg.payload)
+
+    client = make_client(
+        cfg,
+        "",
+        on_connect=on_connect,
+        on_subscribe=lambda *a: acked.append(time.monotonic()),
+        on_message=on_message,
+    )
+    try:
+        client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive)
+        deadline = time.monotonic() + _PROBE_LIMIT
+        while not refused and len(got) < len(topics) and time.monotonic() < deadline:
+            if acked and time.monotonic() - acked[0] >= _PROBE_SETTLE:
+                break
+            if client.loop(0.05) != 0:
+                return None
+        return got if acked else None
+    except (OSError, ValueError):
+        return None
+    finally:
+        try:
+            client.disconnect()
+            client.loop(0.01)
+        except (OSError, ValueError):
+            pass
+        sock = client.socket()
+        if sock is not None:
+            sock.close()
+
+
+def other_daemon(
+    found: dict[str, bytes], availability: str, status: str, *, host: str, pid: int
+) -> Optional[str]:
+    """Who else is online under this Pi's topics, from what the broker retains: e.g.
+    ``"host porch-pi (pid 812)"``; None when nobody else is (or it cannot be told).
+
+    Another daemon is online when the retained availability says ``online`` and
+    the retained status names another host, or another live process on this one.
+    """
+    if found.get(availability) != b"online" or status not in found:
+        return None
+    try:
+        st = json.loads(found[status])
+    except ValueError:
+        return None
+    if not isinstance(st, dict) or st.get("state") in ("stopped", "failed"):
+        return None
+    other_host, other_pid = st.get("host"), st.get("pid")
+    if not isinstance(other_host, str) or not other_host:
+        return None  # a daemon of a version that did not say: cannot tell
+    if other_host == host and (other_pid == pid or not pid_alive(other_pid)):
+        return None  # this process, or an earlier run of it that is gone
+    return f"host {other_host}" + (f" (pid {other_pid})" if isinstance(other_pid, int) else "")
+
+
 def where(cfg: MqttConfig) -> str:
     return f"MQTT broker {cfg.host}:{cfg.port}"
 
@@ -152,6 +246,8 @@ def connect_error(cfg: MqttConfig, exc: Optional[BaseException]) -> str:
     at = where(cfg)
     if exc is None:
         return f"{at}: cannot connect; check mqtt.host and mqtt.port"
+    if isinstance(exc, DeviceInUse):
+        return str(exc)
     if isinstance(exc, socket.gaierror):
         return f"{at}: cannot resolve {cfg.host} ({exc.strerror or exc}); check mqtt.host"
     if isinstance(exc, ssl.SSLCertVerificationError):

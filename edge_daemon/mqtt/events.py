@@ -12,20 +12,20 @@ MQTT sink publishes them as they are. Topics under the sink's base topic:
 - ``BASE/snapshot``: the latest ended event's best frame, raw JPEG, retained.
 
 Home Assistant: a ``binary_sensor`` per rule and an ``image`` entity for the
-latest snapshot (``discovery_messages``); ``discovery_removals`` clears the
-entities of rules that were renamed or removed.
+latest snapshot (``event_entities``, announced with the built-in entities).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from ..events.history import as_json
 from ..sinks.base import Classified, EventNotice
+from .hass import Entity
 
 Message = tuple[str, bytes, bool, int]
 
@@ -101,86 +101,53 @@ class BestFrames:
         self._best: dict[int, np.ndarray] = {}
 
     def observe(self, item: Classified) -> list[tuple[dict[str, Any], np.ndarray]]:
-        ended = []
         for notice in item.events:
-            key = int(notice.event["id"])
             if notice.best:
-                self._best[key] = item.image.copy()
+                self._best[int(notice.event["id"])] = item.image.copy()
+        return self.ended(item.events)
+
+    def ended(self, notices: Iterable[EventNotice]) -> list[tuple[dict[str, Any], np.ndarray]]:
+        """``(event, best image)`` of each event that ``notices`` end; forgets them."""
+        out = []
+        for notice in notices:
             if notice.type == "end":
-                image = self._best.pop(key, None)
+                image = self._best.pop(int(notice.event["id"]), None)
                 if image is not None:
-                    ended.append((notice.event, image))
-        return ended
+                    out.append((notice.event, image))
+        return out
 
 
-def _entity(
-    name: str,
-    unique_id: str,
-    device: dict[str, Any],
-    availability: Optional[Sequence[dict[str, Any]]],
-    **extra: Any,
-) -> bytes:
-    body: dict[str, Any] = {"name": name, "unique_id": unique_id, **extra, "device": device}
-    if availability:
-        body["availability"] = list(availability)
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+def event_entities(base: str, rules: Sequence[str]) -> list[Entity]:
+    """Home Assistant entities: a binary_sensor per rule and an image for the snapshot.
 
-
-def _slug(uid: str) -> str:
-    """The object part of an entity id: Home Assistant allows only [a-z0-9_] there."""
-    return uid.lower().replace("-", "_")
-
-
-def discovery_messages(
-    *,
-    prefix: str,
-    node_id: str,
-    base: str,
-    rules: Sequence[str],
-    device: dict[str, Any],
-    availability: Optional[Sequence[dict[str, Any]]] = None,
-) -> list[Message]:
-    """Retained Home Assistant configs: a binary_sensor per rule, an image entity.
-
-    ``node_id`` must be ``[a-zA-Z0-9_-]`` (rule names already are); ``device``
-    and ``availability`` are the MQTT sink's own blocks, shared by its entities.
+    They go through ``edge_daemon.mqtt.hass.discovery_messages`` like the
+    built-in ones, so they get the same device, origin, availability and
+    ``edge_daemon_``-prefixed unique_id (object ids ``event_<rule>`` and
+    ``event_snapshot``; the entity ids stay ``<device>_event_...``).
     """
-    out: list[Message] = []
-    for rule in rules:
-        uid = f"{node_id}_event_{rule}"
-        payload = _entity(
-            f"Event {rule}",
-            uid,
-            device,
-            availability,
-            state_topic=rule_topic(base, rule),
-            payload_on="ON",
-            payload_off="OFF",
-            device_class="occupancy",
-            default_entity_id=f"binary_sensor.{_slug(uid)}",
+    out = [
+        Entity(
+            "binary_sensor",
+            f"event_{rule}",
+            {
+                "name": f"Event {rule}",
+                "state_topic": rule_topic(base, rule),
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "device_class": "occupancy",
+            },
         )
-        out.append((f"{prefix}/binary_sensor/{node_id}/{uid}/config", payload, True, 1))
-    uid = f"{node_id}_event_snapshot"
-    payload = _entity(
-        "Latest event snapshot",
-        uid,
-        device,
-        availability,
-        image_topic=snapshot_topic(base),
-        content_type="image/jpeg",
-        default_entity_id=f"image.{_slug(uid)}",
-    )
-    out.append((f"{prefix}/image/{node_id}/{uid}/config", payload, True, 1))
-    return out
-
-
-def discovery_removals(
-    *, prefix: str, node_id: str, old_rules: Iterable[str], new_rules: Iterable[str]
-) -> list[Message]:
-    """Empty retained configs that remove the entities of rules no longer configured."""
-    keep = set(new_rules)
-    return [
-        (f"{prefix}/binary_sensor/{node_id}/{node_id}_event_{r}/config", b"", True, 1)
-        for r in old_rules
-        if r not in keep
+        for rule in rules
     ]
+    out.append(
+        Entity(
+            "image",
+            "event_snapshot",
+            {
+                "name": "Latest event snapshot",
+                "image_topic": snapshot_topic(base),
+                "content_type": "image/jpeg",
+            },
+        )
+    )
+    return out

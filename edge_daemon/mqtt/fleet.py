@@ -17,11 +17,19 @@ from typing import Any, Callable, Optional
 from ..config import MqttConfig
 from ..errors import EdgeDaemonError
 from . import broker
-from .hass import Topics, builtin_entities, config_topic, forget_subscription
+from .hass import (
+    Topics,
+    announced_by_us,
+    builtin_entities,
+    config_topic,
+    forget_subscription,
+)
 
 # After the subscription is acknowledged, the broker sends what it retains at
 # once; the view is complete when nothing new came for this long.
 SETTLE = 0.5
+# mqtt forget: from clearing the discovery configs to clearing the retained topics (s).
+FORGET_GAP = 1.0
 
 
 @dataclass
@@ -214,9 +222,12 @@ class FleetView:
         self.conn.close()
 
 
-def forget(cfg: MqttConfig, *, settle: float = SETTLE) -> tuple[list[str], bool]:
-    """Clear this Pi's retained discovery configs and every retained topic under its base
-    (availability, state, attributes, status, rule states, the snapshot).
+def forget(
+    cfg: MqttConfig, *, settle: float = SETTLE, gap: float = FORGET_GAP
+) -> tuple[list[str], bool]:
+    """Clear this Pi's retained discovery configs, then, ``gap`` seconds later, every
+    retained topic under its base (availability, state, attributes, status, rule
+    states, the snapshot).
 
     Returns the topics cleared and whether the Pi was online (its daemon then
     sends discovery again when it reconnects or Home Assistant restarts).
@@ -238,12 +249,25 @@ def forget(cfg: MqttConfig, *, settle: float = SETTLE) -> tuple[list[str], bool]
         while time.monotonic() - last[0] < settle:
             time.sleep(0.05)
         online = found.get(topics.availability) == b"online"
-        clear = {t for t in found if t != topics.availability}
-        clear |= {config_topic(cfg.discovery_prefix, e, device) for e in builtin_entities(topics)}
-        clear |= {topics.state, topics.attributes, topics.status, topics.availability}
-        infos = [conn.client.publish(t, b"", qos=1, retain=True) for t in sorted(clear)]
-        for info in infos:
-            info.wait_for_publish(10)
+        configs = {
+            t
+            for t, payload in found.items()
+            if not t.startswith(f"{topics.base}/") and announced_by_us(payload, device)
+        }
+        configs |= {config_topic(cfg.discovery_prefix, e, device) for e in builtin_entities(topics)}
+        retained = {t for t in found if t.startswith(f"{topics.base}/")}
+        retained |= {topics.state, topics.attributes, topics.status, topics.availability}
+        # The entities first: Home Assistant unsubscribes from their topics, so
+        # clearing those a moment later renders no template against an empty payload.
+        _clear(conn, sorted(configs))
+        time.sleep(gap)
+        _clear(conn, sorted(retained))
     finally:
         conn.close()
-    return sorted(clear), online
+    return sorted(configs) + sorted(retained), online
+
+
+def _clear(conn: Connection, topics: list[str]) -> None:
+    infos = [conn.client.publish(t, b"", qos=1, retain=True) for t in topics]
+    for info in infos:
+        info.wait_for_publish(10)

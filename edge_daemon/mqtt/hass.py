@@ -207,6 +207,20 @@ def discovery_messages(
     return messages
 
 
+def announced_by_us(payload: bytes, device: str) -> bool:
+    """Whether a retained discovery config is one of this Pi's (its device block names
+    ``edge_daemon_<device>``), not another program's that uses the same node id."""
+    try:
+        config = json.loads(payload)
+    except ValueError:
+        return False
+    dev = config.get("device", config.get("dev")) if isinstance(config, dict) else None
+    ids = dev.get("identifiers", dev.get("ids")) if isinstance(dev, dict) else None
+    if isinstance(ids, str):
+        ids = [ids]
+    return isinstance(ids, list) and f"edge_daemon_{device}" in ids
+
+
 def forget_subscription(discovery_prefix: str, device: str) -> str:
     """The wildcard that matches every discovery config of this Pi (for forgetting it)."""
     return f"{discovery_prefix}/+/{device}/+/config"

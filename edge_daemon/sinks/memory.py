@@ -1,7 +1,7 @@
 """An in-memory sink: keeps what the daemon hands it, and fails when told to.
 
 The stand-in for any output in tests and benchmarks: it records models,
-classified frames (a bounded window) and status objects, and a test can make
+classified frames (a bounded window), end notices and status objects, and a test can make
 it report ``failing`` (as a broker that went away would) and recover.
 """
 
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Sequence
 from typing import Any, Optional
 
-from .base import Classified, ModelInfo, Sink, SinkContext, SinkHealth
+from .base import Classified, EventNotice, ModelInfo, Sink, SinkContext, SinkHealth
 
 
 class MemorySink(Sink):
@@ -26,6 +27,7 @@ class MemorySink(Sink):
         self.items: collections.deque[Classified] = collections.deque(maxlen=keep)
         self.count = 0
         self.statuses: list[dict[str, Any]] = []
+        self.ended: list[EventNotice] = []  # end notices that came without a frame
         self.urgent = 0
         self.closed = False
         self._health = SinkHealth()
@@ -37,6 +39,9 @@ class MemorySink(Sink):
     def classified(self, item: Classified) -> None:
         self.items.append(item)
         self.count += 1
+
+    def events_ended(self, notices: Sequence[EventNotice]) -> None:
+        self.ended.extend(notices)
 
     def status(self, status: dict[str, Any], *, urgent: bool = False) -> None:
         with self._lock:

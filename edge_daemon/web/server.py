@@ -18,17 +18,20 @@ import http.client
 import http.server
 import json
 import logging
+import os
 import select
+import selectors
 import socket
 import socketserver
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Optional, Protocol, cast
 from urllib.parse import parse_qs, urlsplit
 
 from .auth import COOKIE, Auth
+from .hosts import host_allowed, host_name, known_names
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +176,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         method = self.command
+        host = self.headers.get("Host")
+        if not host_allowed(host, self.server.known_names):
+            self._send(
+                error(
+                    403,
+                    f"this server does not answer for the host {host_name(host or '')[:100]!r};"
+                    " add it to http.allowed_hosts",
+                )
+            )
+            return
         if method not in ("GET", "HEAD", "POST"):
             self._send(error(405, f"method {method[:20]} not allowed"), allow=True)
             return
@@ -329,7 +342,9 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         *,
         max_clients: int,
         idle_timeout: float,
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
+        self.known_names = known_names(allowed_hosts)
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.api = api
         self.max_clients = max_clients
@@ -338,12 +353,21 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self.refused = 0
+        # serve_forever sleeps in select() on the listening socket and this pipe;
+        # close() writes to the pipe, so stopping takes no polling interval.
+        self._wake_r, self._wake_w = os.pipe()
+        self._served = threading.Event()
+        self._served.set()
         super().__init__((host, port), Handler)
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6:
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        super().server_bind()
+        # Not HTTPServer's: it looks the address up in DNS (socket.getfqdn), which
+        # can hold the start for seconds where DNS is slow or not allowed.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     @property
     def clients(self) -> int:
@@ -378,10 +402,31 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         exc = sys.exc_info()[1]
         log.warning("http: a request from %s failed: %r", client_address[0], exc)
 
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Accept connections until ``close()``; woken at once by it (no poll)."""
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self, selectors.EVENT_READ)
+                selector.register(self._wake_r, selectors.EVENT_READ)
+                while not self.closing.is_set():
+                    ready = selector.select()
+                    if self.closing.is_set():
+                        break
+                    if any(key.fileobj is self for key, _ in ready):
+                        cast(Any, self)._handle_request_noblock()  # accept and dispatch one
+                    self.service_actions()
+        finally:
+            self._served.set()
+
     def close(self) -> None:
         """Stop accepting, end every stream and connection, free the port."""
         self.closing.set()
-        self.shutdown()
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        self._served.wait()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
         self.server_close()
         with self._lock:
             conns = list(self._open)
@@ -392,8 +437,7 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 def serve(server: Server) -> threading.Thread:
     """Run ``server`` on a daemon thread."""
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.5}, name="http", daemon=True
-    )
+    server._served.clear()  # close() now waits for serve_forever to return
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     return thread

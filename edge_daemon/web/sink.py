@@ -117,6 +117,7 @@ class HttpSink(Sink):
                 self.app,
                 max_clients=self.cfg.max_clients,
                 idle_timeout=self.cfg.idle_timeout,
+                allowed_hosts=self.cfg.allowed_hosts or (),
             )
         except OSError as exc:
             self._error = _bind_error(str(self.cfg.listen), exc)

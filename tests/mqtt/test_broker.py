@@ -84,3 +84,29 @@ def test_without_paho_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(sys.modules, "paho.mqtt.client", None)
     with pytest.raises(EdgeDaemonError, match=r"pip install 'edge-daemon\[mqtt\]'"):
         import_paho()
+
+
+def test_who_else_is_online_under_this_device() -> None:
+    import json
+    import os
+
+    from edge_daemon.mqtt.broker import other_daemon
+
+    def found(avail: bytes, **status: object) -> dict[str, bytes]:
+        return {"b/availability": avail, "b/status": json.dumps(status).encode()}
+
+    def who(f: dict[str, bytes]) -> object:
+        return other_daemon(f, "b/availability", "b/status", host="porch-pi", pid=os.getpid())
+
+    running = {"state": "running", "host": "garden-pi", "pid": 812}
+    assert who(found(b"online", **running)) == "host garden-pi (pid 812)"
+    assert who(found(b"offline", **running)) is None  # it went away (or died: its will)
+    assert who(found(b"online", **{**running, "state": "stopped"})) is None
+    assert who(found(b"online", state="running", pid=812)) is None  # an older version: no host
+    # This host: another live process is another daemon; this one, or a dead one, is not.
+    assert who(found(b"online", state="running", host="porch-pi", pid=1)) == (
+        "host porch-pi (pid 1)"
+    )
+    assert who(found(b"online", state="running", host="porch-pi", pid=os.getpid())) is None
+    assert who(found(b"online", state="running", host="porch-pi", pid=2**22 + 7)) is None
+    assert who({"b/availability": b"online"}) is None

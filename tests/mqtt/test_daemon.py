@@ -292,9 +292,9 @@ def test_events_reach_the_broker_and_home_assistant(
         assert end.json()["frames"] >= 2
         sub.wait_for(f"{base}/rules/birds", lambda m: m.payload == b"OFF")
         assert sub.wait_for(f"{base}/snapshot").payload[:2] == b"\xff\xd8"  # its best frame
-        config = sub.wait_for("homeassistant/binary_sensor/feeder/feeder_event_birds/config")
+        config = sub.wait_for("homeassistant/binary_sensor/feeder/event_birds/config")
         assert config.json()["state_topic"] == f"{base}/rules/birds"
-        sub.wait_for("homeassistant/image/feeder/feeder_event_snapshot/config")
+        sub.wait_for("homeassistant/image/feeder/event_snapshot/config")
         # A clean stop leaves no rule ON.
         mark = sub.mark()
         assert d.stop() == 0
@@ -326,5 +326,77 @@ def test_a_reload_that_changes_the_mqtt_section_stays_online(
         last = [m.text for m in sub.on(f"{base}/availability")][-1]
         assert last == "online"
         assert d.status()["outputs"]["mqtt"]["state"] == "ok"
+    finally:
+        sub.close()
+
+
+def test_two_daemons_with_one_device_name_the_second_says_so_and_the_first_stays(
+    mosquitto: Mosquitto, start_daemon: Callable[..., Daemon]
+) -> None:
+    sub = Subscriber(mosquitto, "edge-daemon/#")
+    try:
+        first = start_daemon(mosquitto.mqtt_config(device="porch"), name="first")
+        base = "edge-daemon/porch"
+        sub.wait_for(f"{base}/status", lambda m: m.json().get("state") == "running", timeout=90)
+        mark = sub.mark()
+        second = start_daemon(mosquitto.mqtt_config(device="porch"), name="second")
+        degraded = wait_until(
+            lambda: s if (s := second.status()).get("state") == "degraded" else None,
+            timeout=90,
+            what=f"the second daemon degraded (log: {second.log()[-2000:]})",
+        )
+        reason = degraded["reason"]
+        assert "mqtt.device 'porch' is in use by the edge-daemon on host" in reason
+        assert f"(pid {first.proc.pid})" in reason and "\n" not in reason
+        assert degraded["outputs"]["mqtt"]["state"] == "failing"
+        time.sleep(4.0)  # several reconnect attempts (mqtt.reconnect_max is 1 s here)
+        # The first one was never thrown off: no "offline", no second daemon's status.
+        thrown_off = [m for m in sub.messages[mark:]
+                      if m.topic == f"{base}/availability" and m.text == "offline"]  # fmt: skip
+        assert thrown_off == []
+        pids = {m.json().get("pid") for m in sub.messages[mark:] if m.topic == f"{base}/status"}
+        assert pids == {first.proc.pid}
+        assert first.status()["state"] == "running"
+        assert first.status()["outputs"]["mqtt"]["state"] == "ok"
+        # One reason, logged once, however often it checks again.
+        assert logged_errors(second, "is in use by the edge-daemon") == 1
+        assert second.status()["reason"] == reason
+        # The first one stops: the second takes over by itself.
+        assert first.stop() == 0
+        wait_until(
+            lambda: second.status().get("state") == "running", timeout=60, what="second running"
+        )
+        sub.wait_for(f"{base}/status", lambda m: m.json().get("pid") == second.proc.pid, timeout=30)
+    finally:
+        sub.close()
+
+
+def test_a_clean_stop_sends_the_end_of_an_open_event(
+    mosquitto: Mosquitto, start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    sub = Subscriber(mosquitto, "edge-daemon/#")
+    try:
+        rule = {"name": "birds", "labels": ["@birds"], "min_score": 0.5, "min_frames": 2}
+        events = {"dir": str(tmp_path / "events"), "rules": [rule]}
+        d = start_daemon(mosquitto.mqtt_config(device="feeder"), name="feeder", events=events)
+        base = "edge-daemon/feeder"
+        start = sub.wait_for(
+            f"{base}/events", lambda m: m.json()["type"] == "start", timeout=60
+        ).json()
+        assert d.stop() == 0  # the parrot is still in front of the camera
+        ended = sub.wait_for(
+            f"{base}/events", lambda m: m.json()["type"] == "end" and m.json()["id"] == start["id"]
+        )
+        end = ended.json()
+        assert end["cut_short"] is True and end["end"] is not None
+        sub.wait_for(f"{base}/rules/birds", lambda m: m.payload == b"OFF")
+        # The end came before "offline", and says what the database says.
+        offline = sub.wait_for(f"{base}/availability", lambda m: m.text == "offline")
+        assert sub.messages.index(ended) < sub.messages.index(offline)
+        shown = run_cli("events", "show", str(start["id"]), "--json",
+                        "--config", str(tmp_path / "feeder.yaml"))  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        row = json.loads(shown.stdout)
+        assert row["cut_short"] is True and row["end"] == end["end"]
     finally:
         sub.close()

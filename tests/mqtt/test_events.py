@@ -11,11 +11,12 @@ from edge_daemon.events.rules import FIELDS
 from edge_daemon.mqtt.events import (
     BestFrames,
     EventMessages,
-    discovery_messages,
-    discovery_removals,
+    event_entities,
     event_messages,
     rule_states,
 )
+from edge_daemon.mqtt.hass import Topics
+from edge_daemon.mqtt.hass import discovery_messages as hass_discovery
 from edge_daemon.sinks.base import Classified, EventNotice
 
 
@@ -73,38 +74,29 @@ def test_rule_states_for_a_reconnect() -> None:
 
 
 def test_discovery_a_binary_sensor_per_rule_and_an_image_entity() -> None:
-    device = {"identifiers": ["edge_pi"], "name": "Feeder Pi"}
-    avail = [{"topic": "b/available"}]
-    msgs = discovery_messages(
-        prefix="homeassistant",
-        node_id="edge_pi",
-        base="b",
-        rules=["feeder", "cats"],
-        device=device,
-        availability=avail,
+    messages = hass_discovery(
+        discovery_prefix="homeassistant",
+        device="edge_pi",
+        topics=Topics("b"),
+        extra=event_entities("b", ["feeder", "cats"]),
     )
-    topics = [m[0] for m in msgs]
-    assert topics == [
-        "homeassistant/binary_sensor/edge_pi/edge_pi_event_feeder/config",
-        "homeassistant/binary_sensor/edge_pi/edge_pi_event_cats/config",
-        "homeassistant/image/edge_pi/edge_pi_event_snapshot/config",
-    ]
-    assert all(m[2] is True for m in msgs)
-    feeder = json.loads(msgs[0][1])
+    configs = {t: json.loads(p) for t, p in messages}
+    feeder = configs["homeassistant/binary_sensor/edge_pi/event_feeder/config"]
+    assert "homeassistant/binary_sensor/edge_pi/event_cats/config" in configs
+    image = configs["homeassistant/image/edge_pi/event_snapshot/config"]
     assert feeder["state_topic"] == "b/rules/feeder"
-    assert feeder["unique_id"] == "edge_pi_event_feeder" and feeder["device"] == device
-    assert feeder["availability"] == avail
-    image = json.loads(msgs[2][1])
+    assert (feeder["payload_on"], feeder["payload_off"]) == ("ON", "OFF")
+    # Like every other entity of the Pi: prefixed unique_id, origin, device, availability;
+    # the entity ids are the ones earlier versions gave.
+    assert feeder["unique_id"] == "edge_daemon_edge_pi_event_feeder"
+    assert feeder["default_entity_id"] == "binary_sensor.edge_pi_event_feeder"
+    assert image["unique_id"] == "edge_daemon_edge_pi_event_snapshot"
+    assert image["default_entity_id"] == "image.edge_pi_event_snapshot"
+    for config in (feeder, image):
+        assert config["origin"]["name"] == "edge-daemon"
+        assert config["device"]["identifiers"] == ["edge_daemon_edge_pi"]
+        assert config["availability"] == [{"topic": "b/availability"}]
     assert (image["image_topic"], image["content_type"]) == ("b/snapshot", "image/jpeg")
-    gone = discovery_removals(
-        prefix="homeassistant",
-        node_id="edge_pi",
-        old_rules=["feeder", "birds"],
-        new_rules=["feeder"],
-    )
-    assert gone == [
-        ("homeassistant/binary_sensor/edge_pi/edge_pi_event_birds/config", b"", True, 1)
-    ]
 
 
 def test_best_frames_hands_over_the_best_image_when_the_event_ends() -> None:

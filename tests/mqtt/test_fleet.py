@@ -114,6 +114,28 @@ def test_forget_removes_the_entities(mosquitto: Mosquitto, two_pis: Any) -> None
     assert [r["device"] for r in rows] == ["kitchen"]
 
 
+def test_forget_clears_the_entities_before_the_topics_they_read(
+    mosquitto: Mosquitto, two_pis: Any
+) -> None:
+    # Home Assistant, still subscribed to the state topics, would render
+    # '{{ value_json.label }}' against an empty payload if the state went first.
+    watcher = Subscriber(mosquitto, "homeassistant/+/porch/#", "edge-daemon/porch/#")
+    try:
+        watcher.wait_for("homeassistant/sensor/porch/label/config")
+        two_pis[1].close()
+        watcher.wait_for("edge-daemon/porch/availability", lambda m: m.text == "offline")
+        mark = watcher.mark()
+        broker = ["--broker", mosquitto.url(), "--password-file", str(mosquitto.password_file)]
+        assert run_cli("mqtt", "forget", "--device", "porch", *broker).returncode == 0
+        watcher.wait_for("edge-daemon/porch/state", lambda m: m.payload == b"", after=mark)
+        cleared = [m for m in watcher.messages[mark:] if m.payload == b""]
+        kinds = ["config" if m.topic.startswith("homeassistant/") else "topic" for m in cleared]
+        assert "config" in kinds and "topic" in kinds
+        assert kinds == sorted(kinds), [m.topic for m in cleared]  # every config first
+    finally:
+        watcher.close()
+
+
 def test_rows_and_table() -> None:
     fleet = Fleet("edge-daemon")
     fleet.take("edge-daemon/a/availability", b"online")

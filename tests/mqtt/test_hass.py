@@ -37,3 +37,15 @@ def test_every_entity_shares_the_device_origin_and_availability() -> None:
     for topic in by_topic:
         parts = topic.split("/")
         assert all(p in ("+", q) for p, q in zip(pattern, parts)) and len(parts) == len(pattern)
+
+
+def test_a_config_is_ours_only_when_its_device_is_this_pi() -> None:
+    from edge_daemon.mqtt.hass import announced_by_us
+
+    ours = dict(discovery_messages(discovery_prefix="ha", device="porch", topics=Topics("b")))
+    assert all(announced_by_us(p.encode(), "porch") for p in ours.values())
+    assert announced_by_us(b'{"dev": {"ids": "edge_daemon_porch"}}', "porch")  # abbreviated
+    assert not announced_by_us(b'{"dev": {"ids": ["esphome_porch"]}}', "porch")
+    assert not announced_by_us(b'{"device": {"identifiers": ["edge_daemon_porch2"]}}', "porch")
+    assert not announced_by_us(b"not json", "porch")
+    assert not announced_by_us(b"[1, 2]", "porch")

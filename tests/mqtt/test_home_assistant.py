@@ -27,7 +27,7 @@ import yaml
 
 from edge_daemon.config import Config, load_config
 from edge_daemon.mqtt import broker as mqtt_broker
-from edge_daemon.mqtt.events import discovery_messages as event_discovery
+from edge_daemon.mqtt.events import event_entities
 from edge_daemon.mqtt.hass import Topics, device_block, discovery_messages
 from tests.broker import Mosquitto
 from tests.helpers import IMAGES, REPO, shared_file
@@ -152,38 +152,24 @@ def start_daemon(
 
 # -- what the daemon announces --------------------------------------------------------
 def announced(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
-    """(component, config payload) of every discovery config the daemon publishes."""
+    """(component, config payload) of every discovery config the daemon publishes,
+    from the functions its MQTT sink builds them with."""
     import json
 
     mq = cfg.mqtt
-    device = mqtt_broker.device_name(mq)
     topics = Topics(mqtt_broker.base_topic(mq))
-    messages: list[tuple[str, Any]] = list(
-        discovery_messages(
-            discovery_prefix=mq.discovery_prefix,
-            device=device,
-            topics=topics,
-            configuration_url=mq.configuration_url,
-        )
-    )
     rules = [r.name for r in cfg.events.rules]
-    if rules:
-        messages += [
-            (topic, payload)
-            for topic, payload, _retain, _qos in event_discovery(
-                prefix=mq.discovery_prefix,
-                node_id=device,
-                base=topics.base,
-                rules=rules,
-                device=device_block(device, mq.configuration_url),
-                availability=[{"topic": topics.availability}],
-            )
-        ]
-    out = []
-    for topic, payload in messages:
-        component = topic[len(mq.discovery_prefix) + 1 :].split("/")[0]
-        out.append((component, json.loads(payload)))
-    return out
+    messages = discovery_messages(
+        discovery_prefix=mq.discovery_prefix,
+        device=mqtt_broker.device_name(mq),
+        topics=topics,
+        configuration_url=mq.configuration_url,
+        extra=event_entities(topics.base, rules) if rules else [],
+    )
+    return [
+        (topic[len(mq.discovery_prefix) + 1 :].split("/")[0], json.loads(payload))
+        for topic, payload in messages
+    ]
 
 
 def entity_of(

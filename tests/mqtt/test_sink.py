@@ -188,6 +188,62 @@ def test_state_due_rules() -> None:
     assert state_due(None, None, 5, min_interval=0.2, heartbeat=60) == float("-inf")
     assert state_due(5, 100.0, 6, min_interval=0.2, heartbeat=60) == pytest.approx(100.2)
     assert state_due(5, 100.0, 5, min_interval=0.2, heartbeat=60) == pytest.approx(160.0)
+    # the same label, its score 5 points or more away from the one sent: after min_interval
+    due = {s: state_due(5, 100.0, 5, min_interval=0.2, heartbeat=60, last_score=0.90, score=s)
+           for s in (0.95, 0.85, 0.949, 0.93)}  # fmt: skip
+    assert due == pytest.approx({0.95: 100.2, 0.85: 100.2, 0.949: 160.0, 0.93: 160.0})
+
+
+def test_a_label_announced_mid_transition_gets_its_true_score_soon(
+    mosquitto: Mosquitto, sub: Subscriber, sinks: Any
+) -> None:
+    # model.smoothing: the label flips when the new class's average overtakes the old
+    # one's (about 50%); the next frames climb to 99.6% within min_interval.
+    sink = sinks(mqtt_cfg(mosquitto, min_interval=0.5, heartbeat=3600.0))
+    sink.classified(item(1, "toucan", 97, 0.9))
+    sub.wait_for(f"{BASE}/state")
+    time.sleep(0.6)
+    sink.classified(item(2, "macaw", 89, 0.498))
+    flipped = sub.wait_for(f"{BASE}/state", lambda m: m.json()["label"] == "macaw")
+    assert flipped.json()["score"] == pytest.approx(0.498)
+    for n, score in enumerate([0.6, 0.72, 0.85, 0.93, 0.97, 0.996], start=3):
+        sink.classified(item(n, "macaw", 89, score))
+    # The score is sent again without a label change, long before the heartbeat.
+    settled = sub.wait_for(f"{BASE}/state", lambda m: m.json()["score"] > 0.99, timeout=10)
+    assert settled.json()["label"] == "macaw" and settled.json()["frame"] == 8
+    assert settled.at - flipped.at >= 0.4  # rate-limited by min_interval (0.5 s)
+
+
+def test_the_state_is_not_resent_for_small_moves(
+    mosquitto: Mosquitto, sub: Subscriber, sinks: Any
+) -> None:
+    sink = sinks(mqtt_cfg(mosquitto, min_interval=0.0, heartbeat=3600.0))
+    sink.classified(item(1, score=0.90))
+    sub.wait_for(f"{BASE}/state")
+    for n, score in enumerate([0.91, 0.93, 0.94, 0.92, 0.96, 0.97, 0.99], start=2):
+        sink.classified(item(n, score=score))
+        time.sleep(0.05)
+    sub.wait_for(f"{BASE}/state", lambda m: m.json()["score"] == pytest.approx(0.96))
+    time.sleep(0.5)
+    scores = [m.json()["score"] for m in sub.on(f"{BASE}/state")]
+    # 0.90 sent; 0.96 is the first 5 points away from it; 0.99 only 3 from 0.96.
+    assert scores == pytest.approx([0.90, 0.96])
+
+
+def test_attributes_change_only_when_something_a_reader_sees_changes(
+    mosquitto: Mosquitto, sub: Subscriber, sinks: Any
+) -> None:
+    sink = sinks(mqtt_cfg(mosquitto, attributes_interval=0.0))
+    sink.classified(item(1))
+    first = sub.wait_for(f"{BASE}/attributes").json()
+    assert "frame" not in first  # a number that changes with every message: a recorder row
+    for n in range(2, 30):  # new frames, the same top-k
+        sink.classified(item(n, score=0.93 + (n % 3) * 0.01))
+        time.sleep(0.01)
+    sink.classified(item(30, "toucan", 97, 0.8))  # a new top-1
+    sub.wait_for(f"{BASE}/attributes", lambda m: m.json()["predictions"][0]["label"] == "toucan")
+    sent = [m.json() for m in sub.on(f"{BASE}/attributes")]
+    assert len(sent) == 2, sent
 
 
 def test_broker_down_at_start_then_everything_arrives(
@@ -369,13 +425,16 @@ def test_events_rule_states_snapshot_and_their_entities(
         snapshot = sub.wait_for(f"{BASE}/snapshot")
         assert snapshot.payload[:2] == b"\xff\xd8"  # the best frame, as JPEG
         # Home Assistant: an event binary_sensor per rule and the snapshot's image entity.
-        rule = sub.wait_for("homeassistant/binary_sensor/pi-test/pi-test_event_birds/config")
+        rule = sub.wait_for("homeassistant/binary_sensor/pi-test/event_birds/config")
         config = rule.json()
         assert config["state_topic"] == f"{BASE}/rules/birds"
         assert config["availability"] == [{"topic": f"{BASE}/availability"}]
         assert config["device"]["identifiers"] == ["edge_daemon_pi-test"]
-        image = sub.wait_for("homeassistant/image/pi-test/pi-test_event_snapshot/config").json()
+        image = sub.wait_for("homeassistant/image/pi-test/event_snapshot/config").json()
         assert image["image_topic"] == f"{BASE}/snapshot"
+        for c in (config, image):  # like every other entity of the Pi
+            assert c["origin"]["name"] == "edge-daemon"
+            assert c["unique_id"].startswith("edge_daemon_pi-test_event_")
     finally:
         sink.close()
 
@@ -407,7 +466,7 @@ def test_events_wait_for_the_broker_in_a_bounded_queue(mosquitto: Mosquitto, sin
 
 
 def test_a_removed_rule_leaves_no_ghost_entity(mosquitto: Mosquitto, sub: Subscriber) -> None:
-    cats = "homeassistant/binary_sensor/pi-test/pi-test_event_cats/config"
+    cats = "homeassistant/binary_sensor/pi-test/event_cats/config"
     first = MqttSink(mqtt_cfg(mosquitto), rules=["birds", "cats"])
     sub.wait_for(cats, lambda m: bool(m.payload))
     first.close()
@@ -416,10 +475,58 @@ def test_a_removed_rule_leaves_no_ghost_entity(mosquitto: Mosquitto, sub: Subscr
         sub.wait_for(cats, lambda m: m.payload == b"")  # an empty retained config removes it
         late = Subscriber(mosquitto, "homeassistant/#")
         try:
-            late.wait_for("homeassistant/binary_sensor/pi-test/pi-test_event_birds/config")
+            late.wait_for("homeassistant/binary_sensor/pi-test/event_birds/config")
             time.sleep(0.5)
             assert late.on(cats) == []
         finally:
             late.close()
     finally:
         second.close()
+
+
+def test_entities_of_older_versions_are_cleared_before_the_new_ones_come(
+    mosquitto: Mosquitto, sub: Subscriber
+) -> None:
+    # What earlier versions left retained: the rule's sensor and the image under unique ids
+    # without the edge_daemon_ prefix, and a rule removed since.
+    old = {
+        "homeassistant/binary_sensor/pi-test/pi-test_event_birds/config": "pi-test_event_birds",
+        "homeassistant/image/pi-test/pi-test_event_snapshot/config": "pi-test_event_snapshot",
+        "homeassistant/binary_sensor/pi-test/pi-test_event_cats/config": "pi-test_event_cats",
+    }
+    device = {"identifiers": ["edge_daemon_pi-test"], "name": "pi-test"}
+    for topic, uid in old.items():
+        payload = json.dumps({"unique_id": uid, "name": uid, "state_topic": "x", "device": device})
+        sub.client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    # Another program's entity under the same node id (an ESPHome device named alike).
+    foreign = "homeassistant/sensor/pi-test/temperature/config"
+    other = {"unique_id": "esp-temp", "state_topic": "y", "dev": {"ids": ["esphome_pi-test"]}}
+    sub.client.publish(foreign, json.dumps(other), qos=1, retain=True).wait_for_publish(5)
+    for topic in [*old, foreign]:
+        sub.wait_for(topic)
+    mark = sub.mark()
+    sink = MqttSink(mqtt_cfg(mosquitto), rules=["birds"])
+    try:
+        new = "homeassistant/binary_sensor/pi-test/event_birds/config"
+        config = sub.wait_for(new, after=mark)
+        assert config.json()["unique_id"] == "edge_daemon_pi-test_event_birds"
+        cleared = {m.topic: i for i, m in enumerate(sub.messages[mark:]) if m.topic in old}
+        assert set(cleared) == set(old)
+        assert all(sub.messages[mark + i].payload == b"" for i in cleared.values())
+        # Cleared first: Home Assistant drops the old entity before the new one
+        # asks for the same entity id.
+        first_config = min(
+            i for i, m in enumerate(sub.messages[mark:])
+            if m.topic.startswith("homeassistant/") and m.payload and m.topic not in old
+        )  # fmt: skip
+        assert max(cleared.values()) < first_config
+        late = Subscriber(mosquitto, "homeassistant/#")
+        try:
+            late.wait_for(new)
+            assert late.wait_for(foreign).json() == other  # left alone
+            time.sleep(0.5)
+            assert not [m for m in late.messages if m.topic in old]
+        finally:
+            late.close()
+    finally:
+        sink.close()

@@ -152,7 +152,7 @@ def test_live_view_streams_new_frames_and_encodes_only_while_watched(
     assert w.sink.frames.encodes == 0  # nobody watches: nothing encoded
 
     sock = socket.create_connection(("127.0.0.1", w.port), timeout=10)
-    sock.sendall(b"GET /api/stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(b"GET /api/stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     f = sock.makefile("rb")
     assert f.readline().startswith(b"HTTP/1.1 200")
     head = {}
@@ -185,7 +185,7 @@ def test_predictions_stream_one_event_per_new_prediction(web: Callable[..., Web]
 
     w = web(stream_fps=20)
     sock = socket.create_connection(("127.0.0.1", w.port), timeout=10)
-    sock.sendall(b"GET /api/predictions HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(b"GET /api/predictions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     f = sock.makefile("rb")
     assert f.readline().startswith(b"HTTP/1.1 200")
     while (line := f.readline()) != b"\r\n":
@@ -287,7 +287,7 @@ def test_no_path_escapes_the_assets_or_the_events_folder(
     folder.mkdir()
     w = web(events=FolderEvents(folder, {}, {}))
     sock = socket.create_connection(("127.0.0.1", w.port), timeout=10)
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
     data = b""
     while chunk := sock.recv(65536):
         data += chunk
@@ -366,7 +366,7 @@ def test_close_ends_streams_and_frees_the_port(web: Callable[..., Web]) -> None:
     w = web()
     port = w.port
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(b"GET /api/predictions HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(b"GET /api/predictions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert sock.recv(100).startswith(b"HTTP/1.1 200")
     w.sink.close()
     sock.settimeout(10)

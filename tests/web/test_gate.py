@@ -68,7 +68,7 @@ def test_the_live_view_shows_frames_the_gate_skipped(web: Callable[..., Web]) ->
     w = web(stream_fps=20)
     w.sink.classified(frame(1, shade=20))
     sock = socket.create_connection(("127.0.0.1", w.port), timeout=10)
-    sock.sendall(b"GET /api/stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(b"GET /api/stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     f = sock.makefile("rb")
     assert f.readline().startswith(b"HTTP/1.1 200")
     while f.readline() != b"\r\n":

@@ -212,7 +212,7 @@ def test_clients_beyond_max_clients_get_503_and_others_keep_working(
     held = []
     for _ in range(4):
         s = socket.create_connection(("127.0.0.1", w.port), timeout=10)
-        s.sendall(b"GET /api/predictions HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /api/predictions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert s.recv(20).startswith(b"HTTP/1.1 200")
         held.append(s)
     refused = exchange(w.port, b"GET /api/status HTTP/1.1\r\n\r\n")

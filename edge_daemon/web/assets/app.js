@@ -8,31 +8,45 @@ const firstName = (label) => String(label).split(",")[0].trim();
 const ms = (v) => (v === null || v === undefined ? "-" : `${Number(v).toFixed(1)} ms`);
 const base = (path) => String(path || "-").split("/").pop();
 
+// Rows under this score are one "+N others" line: nine bars of 0.000 under a
+// 99.6% top-1 tell a reader nothing (their labels stay in the line's tooltip).
+const FLOOR = 0.01;
+const percent = (score) => `${(score * 100).toFixed(1)}%`;
+
+function barRow(p) {
+  const li = document.createElement("li");
+  const label = document.createElement("span");
+  label.className = "label";
+  label.textContent = firstName(p.label);
+  label.title = p.label;
+  const track = document.createElement("span");
+  track.className = "track";
+  const fill = document.createElement("span");
+  fill.className = "fill";
+  fill.style.display = "block";
+  fill.style.width = `${Math.max(0, Math.min(1, p.score)) * 100}%`;
+  track.appendChild(fill);
+  const score = document.createElement("span");
+  score.className = "score";
+  score.textContent = percent(p.score);
+  li.append(label, track, score);
+  return li;
+}
+
 function showPredictions(predictions) {
-  const top = predictions && predictions[0];
-  text("top1", top ? `${firstName(top.label)} (${(top.score * 100).toFixed(1)}%)` : "-");
+  const all = predictions || [];
+  const top = all[0];
+  text("top1", top ? `${firstName(top.label)} (${percent(top.score)})` : "-");
   $("top1").dataset.label = top ? top.label : "";
-  const bars = $("bars");
-  const rows = (predictions || []).map((p) => {
-    const li = document.createElement("li");
-    const label = document.createElement("span");
-    label.className = "label";
-    label.textContent = firstName(p.label);
-    label.title = p.label;
-    const track = document.createElement("span");
-    track.className = "track";
-    const fill = document.createElement("span");
-    fill.className = "fill";
-    fill.style.display = "block";
-    fill.style.width = `${Math.max(0, Math.min(1, p.score)) * 100}%`;
-    track.appendChild(fill);
-    const score = document.createElement("span");
-    score.className = "score";
-    score.textContent = p.score.toFixed(3);
-    li.append(label, track, score);
-    return li;
-  });
-  bars.replaceChildren(...rows);
+  const shown = all.filter((p, i) => i === 0 || p.score >= FLOOR);
+  const rest = all.slice(shown.length);
+  $("bars").replaceChildren(...shown.map(barRow));
+  const others = $("others");
+  others.hidden = rest.length === 0;
+  others.textContent = rest.length
+    ? `+${rest.length} other${rest.length > 1 ? "s" : ""}, each under ${percent(FLOOR)}`
+    : "";
+  others.title = rest.map((p) => `${firstName(p.label)} ${percent(p.score)}`).join(", ");
 }
 
 function showState(state, reason) {
