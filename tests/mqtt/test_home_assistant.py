@@ -405,9 +405,22 @@ def value_for_message(states: StateLog, entity_id: str, at: datetime) -> Optiona
     return before
 
 
+def later_values(states: StateLog, entity_id: str, after: datetime, until: datetime) -> set[str]:
+    """The values ``entity_id`` took from messages handled after ``after``, up to ``until``."""
+    found = set()
+    for eid, new in states.changes:
+        if eid == entity_id and new is not None:
+            when = datetime.fromisoformat(new["last_updated"])
+            if after < when <= until:
+                found.add(str(new["state"]))
+    return found
+
+
 def stale_reads(hass: HomeAssistant, states: StateLog, item_id: str) -> list[str]:
     """For the last run of an automation: each condition's entity whose value, as the
-    condition read it, was not the one the triggering message gave it."""
+    condition read it, was not the one the triggering message gave it, nor one a
+    later message gave it before the run (a trigger with ``for:`` runs a moment
+    after the message that made it true)."""
     with hass.websocket() as ws:
         runs = ws.call("trace/list", domain="automation", item_id=item_id)
         last = max(runs, key=lambda t: t["timestamp"]["start"])
@@ -423,7 +436,11 @@ def stale_reads(hass: HomeAssistant, states: StateLog, item_id: str) -> list[str
         entities = conditions[int(m.group(1))]["entity_id"]
         entity = entities if isinstance(entities, str) else entities[int(m.group(2))]
         read, fresh = steps[0]["result"]["state"], value_for_message(states, entity, at)
-        if fresh is None or (str(read) != fresh and float_or(read) != float_or(fresh)):
+        started = datetime.fromisoformat(last["timestamp"]["start"])
+        allowed = later_values(states, entity, at, started) | ({fresh} if fresh else set())
+        if fresh is None or not any(
+            str(read) == v or float_or(read) == float_or(v) for v in allowed
+        ):
             stale.append(
                 f"{entity} read as {read}, but the message that changed"
                 f" {trigger['entity_id']} to {trigger['to_state']['state']} made it {fresh}"
