@@ -284,16 +284,15 @@ def format_line(raw: str) -> Optional[str]:
         return None
 
 
-def _tail_lines(path: str, n: int) -> tuple[list[str], int]:
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        end = f.tell()
-        block, data = 64 * 1024, b""
-        pos = end
-        while pos > 0 and data.count(b"\n") <= n:
-            pos = max(0, pos - block)
-            f.seek(pos)
-            data = f.read(end - pos)
+def _tail_lines(f: BinaryIO, n: int) -> tuple[list[str], int]:
+    f.seek(0, os.SEEK_END)
+    end = f.tell()
+    block, data = 64 * 1024, b""
+    pos = end
+    while pos > 0 and data.count(b"\n") <= n:
+        pos = max(0, pos - block)
+        f.seek(pos)
+        data = f.read(end - pos)
     # Only complete lines: a last line without its newline may be mid-write.
     complete = data[: data.rfind(b"\n") + 1] if b"\n" in data else b""
     lines = complete.decode("utf-8", "replace").splitlines()
@@ -302,29 +301,71 @@ def _tail_lines(path: str, n: int) -> tuple[list[str], int]:
     return lines[-n:] if n else [], pos + len(complete)
 
 
+def _next_rotated(path: str, done: BinaryIO, backups: int) -> Optional[BinaryIO]:
+    """The file written after ``done`` (now renamed ``path.K``): ``path.K-1``, or ``path``.
+
+    A slow reader may see several rotations at once; taking ``path`` then
+    would skip the files between. None when ``path`` is missing (the next line
+    creates it); ``path`` when ``done`` is no longer among the backups.
+    """
+    inode = os.fstat(done.fileno()).st_ino
+
+    def position() -> Optional[int]:
+        for k in range(1, backups + 1):
+            try:
+                if os.stat(f"{path}.{k}").st_ino == inode:
+                    return k
+            except FileNotFoundError:
+                continue
+        return None
+
+    for _ in range(10):  # the names shift under us while the writer rotates
+        k = position()
+        name = f"{path}.{k - 1}" if k is not None and k > 1 else path
+        try:
+            f = open(name, "rb")  # noqa: SIM115 (returned open)
+        except FileNotFoundError:
+            if name == path:
+                return None
+            continue
+        if k is None or position() == k:
+            return f
+        f.close()
+    return None
+
+
 def cmd_tail(args: argparse.Namespace) -> int:
     cfg = _config(args)
     path = cfg.outputs.prediction_log
     if path is None:
         raise EdgeDaemonError("outputs.prediction_log is off in the config; nothing to tail")
-    if not os.path.exists(path) and not args.follow:
-        raise EdgeDaemonError(f"{path}: no prediction log yet; start the daemon first")
 
     def show(line: str) -> None:
         text = line if args.raw else format_line(line)
         if text is not None:
             print(text, flush=True)
 
-    offset = 0
-    if os.path.exists(path):
-        lines, offset = _tail_lines(path, args.n)
+    # The file the last lines come from is the file followed: opening the name
+    # again could land on the next file after a rotation, losing the lines
+    # between. Between a rotation and the next line there is no file at all.
+    f: Optional[BinaryIO] = None
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (kept open while following)
+    except FileNotFoundError:
+        if not args.follow:
+            message = f"{path}: no prediction log yet; start the daemon first"
+            raise EdgeDaemonError(message) from None
+    else:
+        lines, offset = _tail_lines(f, args.n)
         for line in lines:
             show(line)
+        f.seek(offset)
     if not args.follow:
+        if f is not None:
+            f.close()
         return 0
     # Follow the open file, not the name: after a rotation the rest of the old
-    # file (lines written since the last read) is read before the new one.
-    f: Optional[BinaryIO] = None
+    # file (lines written since the last read) is read, then each file after it.
     pending = b""
 
     def drain() -> None:
@@ -344,10 +385,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
                 except FileNotFoundError:
                     time.sleep(0.2)
                     continue
-                if offset > os.fstat(f.fileno()).st_size:
-                    offset = 0  # not the file the first lines came from
-                f.seek(offset)
-                offset, pending = 0, b""
+                pending = b""
             drain()
             try:
                 st = os.stat(path)
@@ -355,8 +393,12 @@ def cmd_tail(args: argparse.Namespace) -> int:
                 st = None
             if st is None or st.st_ino != os.fstat(f.fileno()).st_ino:  # rotated
                 drain()  # what was written just before the rename
-                f.close()
-                f = None
+                following = f
+                f = _next_rotated(path, following, cfg.outputs.backups)
+                following.close()
+                pending = b""
+                if f is None:
+                    time.sleep(0.2)
                 continue
             if st.st_size < f.tell():  # truncated in place (backups: 0)
                 f.seek(0)

@@ -24,6 +24,9 @@ shopt -s inherit_errexit
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly SRC
+# host_mirror (the Debian mirror the host's apt uses), bind_ro.
+# shellcheck source=scripts/debian-root.sh
+source "$SRC/scripts/debian-root.sh"
 readonly SUITE=sid
 readonly INCLUDE=python3,ca-certificates
 # libcamera with python3-libcamera, and the parts of picamera2's requirements
@@ -44,20 +47,6 @@ log() { printf '[camera-check] %s\n' "$*"; }
 die() {
     printf '[camera-check] error: %s\n' "$*" >&2
     exit 1
-}
-
-# The Debian mirror the host's apt uses (deb822 .sources or one-line lists).
-host_mirror() {
-    local uri
-    uri=$(
-        {
-            awk 'tolower($1) == "uris:" && !/security/ { for (i = 2; i <= NF; i++) print $i }' \
-                /etc/apt/sources.list.d/*.sources 2>/dev/null
-            awk '$1 == "deb" && !/security/ { for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print $i; break } }' \
-                /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
-        } | grep -m1 -E '^(https?|file)://' || true
-    )
-    printf '%s' "${uri:-http://deb.debian.org/debian}"
 }
 
 # The CA bundle the host's pip trusts (a proxy may sign the index's certificate).
@@ -129,12 +118,6 @@ base_root() {
     find "$CACHE" -maxdepth 1 -name 'root-*' ! -name "root-$key*" -exec rm -rf --one-file-system -- {} +
     mv -- "$base.new" "$base"
     log "root built in $((SECONDS - t0)) s"
-}
-
-bind_ro() {
-    mkdir -p -- "$2"
-    mount --bind -- "$1" "$2"
-    mount -o remount,bind,ro -- "$2"
 }
 
 cleanup() {

@@ -40,6 +40,8 @@ readonly CACHE=${EDGE_DAEMON_PI_CACHE:-/var/cache/edge-daemon-pi-check}
 readonly IN_SRC=/src/edge-daemon
 readonly IN_SHARED=/srv/edge-daemon-shared
 readonly VENV=/opt/edge-daemon/venv
+# shellcheck source=scripts/debian-root.sh
+source "$SRC/scripts/debian-root.sh"
 
 log() { printf '[pi-os-check] %s\n' "$*"; }
 die() {
@@ -170,71 +172,11 @@ EOF
 
 # --- On the host, inside the private namespace ----------------------------------
 
-# The Debian mirror the host's apt uses (deb822 .sources or one-line lists).
-host_mirror() {
-    local uri
-    uri=$(
-        {
-            awk 'tolower($1) == "uris:" && !/security/ { for (i = 2; i <= NF; i++) print $i }' \
-                /etc/apt/sources.list.d/*.sources 2>/dev/null
-            awk '$1 == "deb" && !/security/ { for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print $i; break } }' \
-                /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
-        } | grep -m1 -E '^(https?|file)://' || true
-    )
-    printf '%s' "${uri:-http://deb.debian.org/debian}"
-}
-
-# The host's pip settings as PIP_* variables, for the chroot's environment.
-# The local files they name (certificates, constraints, wheel folders) are
-# bound read-only under HOST_FILES in the root, and the values point there:
-# at their own paths they would hide the root's files (its CA bundle).
+# The host's mirror, pip and proxy settings, bind_ro: scripts/debian-root.sh.
+# pip's settings point under HOST_FILES in the root.
 readonly HOST_FILES=/run/pi-os-check-host
-PIP_ENV=()
-PIP_PATHS=()
-host_pip_settings() {
-    local py="" line key value token scheme words candidate
-    # Any Python with pip reads the same settings; scripts/test.sh names its venv's.
-    for candidate in ${PI_CHECK_PYTHON:-} python3; do
-        if "$candidate" -m pip --version >/dev/null 2>&1; then
-            py=$candidate
-            break
-        fi
-    done
-    [[ -n $py ]] || return 0
-    while IFS= read -r line; do
-        key=${line%%=*} value=${line#*=}
-        key=${key#*.} # global.cert, install.x, :env:.cert -> cert
-        value=${value#\'} value=${value%\'}
-        words=()
-        for token in $value; do
-            scheme=""
-            if [[ $token == file://* ]]; then
-                scheme=file:// token=${token#file://}
-            fi
-            if [[ $token == /* && -e $token ]]; then
-                # An index's pages may link to files beside it (../files/).
-                case $key in
-                index-url | extra-index-url) PIP_PATHS+=("$(dirname "$token")") ;;
-                *) PIP_PATHS+=("$token") ;;
-                esac
-                token=$HOST_FILES$token
-            fi
-            words+=("$scheme$token")
-        done
-        PIP_ENV+=("PIP_$(tr 'a-z-' 'A-Z_' <<<"$key")=${words[*]}")
-    done < <("$py" -m pip config list 2>/dev/null)
-}
-
-# Proxy variables, passed on as they are.
-PROXY_ENV=()
-host_proxy_settings() {
-    local v
-    for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
-        if [[ -n ${!v:-} ]]; then
-            PROXY_ENV+=("$v=${!v}")
-        fi
-    done
-}
+# Any Python with pip reads the host's pip settings; scripts/test.sh names its venv's.
+ROOT_PIP_PYTHON=${PI_CHECK_PYTHON:-}
 
 # The cached, untouched debootstrap root for ARCH (built when absent or stale).
 base_root() {
@@ -277,18 +219,8 @@ fake_cpuinfo() {
     printf 'Model\t\t: Raspberry Pi 4 Model B Rev 1.1\n'
 }
 
-bind_ro() {
-    local from=$1 to=$2
-    if findmnt -rn -o TARGET | grep -qxF -- "$to"; then
-        return 0 # named twice (pip's global and environment settings)
-    fi
-    if [[ -d $from ]]; then mkdir -p -- "$to"; else mkdir -p -- "$(dirname "$to")" && touch -- "$to"; fi
-    mount --bind -- "$from" "$to"
-    mount -o remount,bind,ro -- "$to"
-}
-
 check_arch() {
-    local arch=$1 mirror=$2 work=$3 quick=$4 base root t0 p
+    local arch=$1 mirror=$2 work=$3 quick=$4 base root t0
     t0=$SECONDS
     base=$(base_root "$arch" "$mirror")
     printf 'root\t%s\n' "$(since "$t0")" >"$work/$arch.times"
@@ -305,9 +237,7 @@ check_arch() {
     mount -t tmpfs -o mode=0755 tmpfs "$root/run"
     bind_ro "$SRC" "$root$IN_SRC"
     bind_ro "$SHARED" "$root$IN_SHARED"
-    for p in ${PIP_PATHS[@]+"${PIP_PATHS[@]}"}; do
-        bind_ro "$p" "$root$HOST_FILES$p"
-    done
+    bind_host_files "$root"
     cp -L /etc/resolv.conf "$root/etc/resolv.conf"
     apt-config dump 'Acquire::http::Proxy' 'Acquire::https::Proxy' 2>/dev/null |
         grep -i 'proxy "' >"$root/etc/apt/apt.conf.d/90host-proxy" || true
@@ -323,10 +253,9 @@ check_arch() {
 
 # Unmount everything under WORK, deepest first, then remove it.
 cleanup() {
-    local work=$1 m
+    local work=$1
     [[ -n $work && -d $work ]] || return 0
-    findmnt -rn -o TARGET | awk -v w="$work/" 'index($0, w) == 1' | sort -r |
-        while IFS= read -r m; do umount -l -- "$m" 2>/dev/null || true; done
+    unmount_tree "$work"
     rm -rf --one-file-system -- "$work"
 }
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test suite, as CI runs it: lint, format and type checks, then pytest with
 # both TFLite runtimes installed side by side (NumPy 1), then the golden tests
-# again with ai-edge-litert alone on NumPy 2, meanwhile (CI=true, or
-# PI_CHECK=1) the emulated Raspberry Pi OS check for arm64 and armhf and (CI=true,
-# or CAMERA_CHECK=1) the real camera stack check, and last the side-by-side
+# again with ai-edge-litert alone on NumPy 2, then (CI=true, or HASS_CHECK=1)
+# the tests against a real Home Assistant, meanwhile (CI=true, or PI_CHECK=1)
+# the emulated Raspberry Pi OS check for arm64 and armhf and (CI=true, or
+# CAMERA_CHECK=1) the real camera stack check, and last the side-by-side
 # benchmark. Extra arguments go to the first pytest run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,19 @@ if [ "$pi_check" = 1 ]; then
   command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
   command -v update-binfmts >/dev/null || need+=(binfmt-support)
 fi
+# The real Home Assistant (scripts/hass-root.sh): a Debian testing root built
+# with debootstrap, entered with unshare and chroot (util-linux), run as root.
+hass_check=0
+[ "${CI:-}" = "true" ] && hass_check=1
+[ -n "${HASS_CHECK:-}" ] && hass_check=$HASS_CHECK
+if [ "$hass_check" = 1 ]; then
+  command -v debootstrap >/dev/null || need+=(debootstrap)
+  command -v unshare >/dev/null || need+=(util-linux)
+  # Its network namespace has only a loopback: socat relays its HTTP port and
+  # the broker's through Unix sockets; ip brings that loopback up.
+  command -v socat >/dev/null || need+=(socat)
+  command -v ip >/dev/null || need+=(iproute2)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing system packages: ${need[*]}"
@@ -73,23 +87,34 @@ venv=${VENV:-.venv-test}
 # minutes (docs/raspberry-pi.md).
 pi_pid=""
 pi_log=""
-stop_pi_check() {
-  # On a failure before its report: stop it (unshare ignores SIGTERM; killing
-  # it takes its namespace, processes and mounts, along) and show what it said.
-  if [ -n "$pi_pid" ]; then
-    kill -KILL "$pi_pid" 2>/dev/null || true
-    wait "$pi_pid" 2>/dev/null || true
-    echo "pi-os-check: stopped early, as the run failed; what it printed:"
-    cat "$pi_log"
+hass_pid=""
+hass_log=""
+cam_pid=""
+cam_log=""
+stop_job() {
+  # stop_job NAME PID LOG: kill it (unshare ignores SIGTERM; killing it takes
+  # its namespace, processes and mounts, along) and show what it said.
+  if [ -n "$2" ]; then
+    kill -KILL "$2" 2>/dev/null || true
+    wait "$2" 2>/dev/null || true
+    echo "$1: stopped early, as the run failed; what it printed:"
+    cat "$3"
   fi
-  if [ -n "$pi_log" ]; then rm -f "$pi_log"; fi
+  if [ -n "$3" ]; then rm -f "$3"; fi
+}
+stop_background() {
+  # On a failure before their reports: the Pi OS check, the camera check and
+  # the Home Assistant root build.
+  stop_job pi-os-check "$pi_pid" "$pi_log"
+  stop_job camera-check "$cam_pid" "$cam_log"
+  stop_job hass-root "$hass_pid" "$hass_log"
 }
 if [ "$pi_check" = 1 ]; then
   pi_log=$(mktemp)
   pi_start=$SECONDS
   PI_CHECK_PYTHON="$(cd "$venv" && pwd)/bin/python" bash scripts/pi-os-check.sh --quick >"$pi_log" 2>&1 &
   pi_pid=$!
-  trap stop_pi_check EXIT
+  trap stop_background EXIT
   echo "pi-os-check: started in the background; its report comes before the benchmark"
 fi
 
@@ -98,30 +123,34 @@ fi
 # root cached in /var/cache/edge-daemon-camera (keyed by its recipe). In the
 # background too, reported before the benchmark. About 10 minutes with a fresh
 # root (9 of them building it), under half a minute with the cached one.
-cam_pid=""
-cam_log=""
-stop_camera_check() {
-  if [ -n "$cam_pid" ]; then
-    kill -KILL "$cam_pid" 2>/dev/null || true
-    wait "$cam_pid" 2>/dev/null || true
-    echo "camera-check: stopped early, as the run failed; what it printed:"
-    cat "$cam_log"
-  fi
-  if [ -n "$cam_log" ]; then rm -f "$cam_log"; fi
-}
 if [ "$camera_check" = 1 ]; then
   cam_log=$(mktemp)
   cam_start=$SECONDS
   bash scripts/camera-check.sh >"$cam_log" 2>&1 &
   cam_pid=$!
-  trap 'stop_pi_check; stop_camera_check' EXIT
+  trap stop_background EXIT
   echo "camera-check: started in the background; its report comes before the benchmark"
+fi
+
+# The Home Assistant root (scripts/hass-root.sh), built or refreshed in the
+# background too: about 9-13 minutes on a fresh machine, a second when
+# /var/cache/edge-daemon-hass already holds it. Its tests run after the main
+# pytest run, which leaves them out.
+hass_args=()
+if [ "$hass_check" = 1 ]; then
+  hass_log=$(mktemp)
+  hass_start=$SECONDS
+  ROOT_PIP_PYTHON="$(cd "$venv" && pwd)/bin/python" bash scripts/hass-root.sh build >"$hass_log" 2>&1 &
+  hass_pid=$!
+  hass_args=(-m "not home_assistant")
+  trap stop_background EXIT
+  echo "hass-root: building or reusing the Home Assistant root in the background"
 fi
 
 "$venv/bin/ruff" check .
 "$venv/bin/ruff" format --check .
 "$venv/bin/mypy"
-"$venv/bin/python" -m pytest -q "$@"
+"$venv/bin/python" -m pytest -q ${hass_args[@]+"${hass_args[@]}"} "$@"
 
 # ai-edge-litert with NumPy 2, as a Pi 64-bit install gets it by default.
 venv2=${VENV2:-.venv-test-np2}
@@ -129,6 +158,27 @@ venv2=${VENV2:-.venv-test-np2}
 "$venv2/bin/python" -m pip install "${pip_flags[@]}" -e ".[litert,dev]" "numpy>=2"
 "$venv2/bin/python" -c "import numpy; assert int(numpy.__version__.split('.')[0]) >= 2, numpy.__version__"
 "$venv2/bin/python" -m pytest -q tests/test_golden.py -k "ai_edge_litert"
+
+# Home Assistant Core itself (tests/mqtt/test_home_assistant.py), from its root.
+if [ "$hass_check" = 1 ]; then
+  hass_status=0
+  wait "$hass_pid" || hass_status=$?
+  hass_pid=""
+  tail -n 5 "$hass_log"
+  echo "hass-root: $((SECONDS - hass_start)) s, in the background since the lint step"
+  if [ "$hass_status" != 0 ]; then
+    cat "$hass_log"
+    echo "hass-root: building the Home Assistant root failed (exit $hass_status)" >&2
+    exit "$hass_status"
+  fi
+  rm -f "$hass_log"
+  hass_log=""
+  hass_t0=$SECONDS
+  "$venv/bin/python" -m pytest -q -m home_assistant tests/mqtt/test_home_assistant.py
+  echo "home assistant tests: $((SECONDS - hass_t0)) s"
+else
+  echo "home assistant tests: skipped (run with CI=true or HASS_CHECK=1, as root)"
+fi
 
 if [ "$pi_check" = 1 ]; then
   pi_status=0

@@ -106,7 +106,11 @@ def valid_values(key: Key) -> st.SearchStrategy[Any]:
             options.append(st.sampled_from(typing.get_args(tp)))
         elif origin is list:
             names = typing.get_args(typing.get_args(tp)[0])
-            options.append(st.lists(st.sampled_from(names), min_size=1, unique=True))
+            if names:
+                options.append(st.lists(st.sampled_from(names), min_size=1, unique=True))
+            else:  # free strings, such as host names
+                host = st.from_regex(r"[a-z][a-z0-9-]{0,15}(\.[a-z]{2,5})?", fullmatch=True)
+                options.append(st.lists(host, min_size=1, max_size=3, unique=True))
         elif tp is bool:
             options.append(st.booleans())
         elif tp is int:
@@ -188,8 +192,11 @@ def invalid_values(key: Key) -> st.SearchStrategy[Any]:
             for n in typing.get_args(typing.get_args(tp)[0])
         ]
         options.append(st.just([]))
-        options.append(st.sampled_from(names).map(lambda n: [n, n]))
-        options.append(st.lists(st.sampled_from(["tpu", "npu", "CPU", "Gpu"]), min_size=1))
+        if names:
+            options.append(st.sampled_from(names).map(lambda n: [n, n]))
+            options.append(st.lists(st.sampled_from(["tpu", "npu", "CPU", "Gpu"]), min_size=1))
+        else:
+            options.append(st.lists(st.integers(), min_size=1, max_size=3))
     return st.one_of(options)
 
 
@@ -233,7 +240,23 @@ def cross_check_error(data: dict[str, dict[str, Any]]) -> Optional[str]:
     if src.get("retry_max", 30.0) < src.get("retry_initial", 0.5):
         return "source.retry_max"
     http = http_check_error(data.get("http", {}))
-    return http if http is not None else region_check_error(data.get("preprocess", {}))
+    if http is not None:
+        return http
+    region = region_check_error(data.get("preprocess", {}))
+    if region is not None:
+        return region
+    if src.get("kind") == "picamera2":
+        r = data.get("preprocess", {}).get("region")
+        if isinstance(r, dict):
+            w, h = src.get("width", 640), src.get("height", 480)
+            x0, x1 = round(r.get("x", 0.0) * w), round((r.get("x", 0.0) + r.get("width", 1.0)) * w)
+            y0, y1 = round(r.get("y", 0.0) * h), round((r.get("y", 0.0) + r.get("height", 1.0)) * h)
+            if min(x1, w) - min(x0, w - 1) < 16 or min(y1, h) - min(y0, h - 1) < 16:
+                return "preprocess.region"
+    gate = data.get("gate", {})
+    if gate.get("lighting_threshold", 0.5) <= gate.get("area_threshold", 0.005):
+        return "gate.lighting_threshold"
+    return None
 
 
 def region_check_error(pre: dict[str, Any]) -> Optional[str]:

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import pytest
+from flatbuffers.table import Table
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -168,6 +169,61 @@ def test_overwritten_bytes_anywhere(
     damaged = small[:offset] + junk + small[offset + len(junk) :]
     path = write_model(damaged[: len(small)])
     try_everything(path, config_for(path, runtime_name))
+
+
+def vector_start(table: Table, field_id: int) -> int:
+    """Where the first element of ``table``'s vector field ``field_id`` is stored."""
+    return int(table.Vector(table.Offset(4 + 2 * field_id)))
+
+
+def logits_output_index(data: bytes) -> int:
+    """Operator 28's (the logits convolution's) output tensor index, in the file."""
+    operators = _tables(_tables(_root(data), 2)[0], 3)  # Model.subgraphs[0].operators
+    return vector_start(operators[28], 2)  # Operator.outputs
+
+
+def subgraphs_vtable_slot(data: bytes) -> int:
+    """Where the Model's vtable says where its subgraphs field is (0: absent)."""
+    root = int.from_bytes(data[0:4], "little")
+    vtable = root - int.from_bytes(data[root : root + 4], "little", signed=True)
+    return vtable + 4 + 2 * 2
+
+
+def input_channels(data: bytes) -> int:
+    """Where the input tensor's channel count (shape[3]) is stored."""
+    tensors = _tables(_tables(_root(data), 2)[0], 0)  # SubGraph.tensors
+    return vector_start(tensors[0], 0) + 4 * 3  # Tensor.shape[3]
+
+
+# Overwrites the fuzz tests above found that passed the structure check and
+# killed the test run: five zero bytes over the logits convolution's output
+# index (it then writes the model's input, and the next operator reads a tensor
+# nothing wrote: SIGSEGV in invoke() on both runtimes); the Model vtable's
+# subgraphs slot zeroed (SIGSEGV while LiteRT builds the interpreter); the
+# input's channel count zeroed (SIGFPE in tflite-runtime 2.14's convolution).
+CRASHERS = {
+    "op-output-index": (
+        logits_output_index,
+        5,
+        "operator 28 of subgraph 0 writes tensor 0, an input of the subgraph",
+    ),
+    "no-subgraphs": (subgraphs_vtable_slot, 5, "it has no subgraph (no graph to run)"),
+    "zero-channels": (input_channels, 4, "input tensor 0 of subgraph 0 has shape [1, 128, 128, 0]"),
+}
+
+
+@pytest.mark.parametrize("case", list(CRASHERS))
+def test_overwrites_that_crashed_a_runtime_are_refused(
+    case: str, small: bytes, runtime_name: str, write_model: Callable[[bytes], Path]
+) -> None:
+    where, length, says = CRASHERS[case]
+    at = where(small)
+    path = write_model(small[:at] + bytes(length) + small[at + length :])
+    with pytest.raises(ModelError) as info:
+        load_model(config_for(path, runtime_name))
+    assert str(info.value) == (
+        f"{path}: damaged model: {says}; the file is damaged or not a .tflite model, fetch it again"
+    )
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))

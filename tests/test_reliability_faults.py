@@ -810,9 +810,19 @@ def test_tail_follow_prints_every_line_across_rotations(
             stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
+    log = Path(cfg.outputs.prediction_log or "")
+
+    def logged() -> int:
+        return sum(p.stat().st_size for p in log.parent.glob(log.name + "*"))
+
     try:
         with Background(daemon) as bg:
-            bg.thread.join(TIMEOUT)
+            # As long as lines keep coming: a loaded machine may take longer than
+            # TIMEOUT for all frames, and stopping early leaves no last line to wait for.
+            seen = -1
+            while bg.alive() and logged() != seen:
+                seen = logged()
+                bg.thread.join(TIMEOUT)
         assert bg.code == 0
         wait_until(lambda: frames in followed(), "tail -f to print the last line")
     finally:
@@ -823,6 +833,60 @@ def test_tail_follow_prints_every_line_across_rotations(
     assert printed, err.decode()
     # From where it started (the last 10 lines then), every line once, in order.
     assert printed == list(range(printed[0], frames + 1))
+
+
+def test_tail_follow_reads_every_file_when_it_falls_behind_two_rotations(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    # On a loaded Pi `tail -f` may not run for longer than two rotations take:
+    # the file between the one it follows and the newest must not be skipped.
+    log = tmp_path / "predictions.jsonl"
+
+    def lines(*frames: int) -> bytes:
+        return b"".join(json.dumps({"frame": n}).encode() + b"\n" for n in frames)
+
+    def rotate() -> None:  # as the prediction log rotates: .1 -> .2, the log -> .1
+        if Path(f"{log}.1").exists():
+            os.replace(f"{log}.1", f"{log}.2")
+        os.replace(log, f"{log}.1")
+
+    log.write_bytes(lines(1, 2, 3))
+    config = write_config(overrides={"outputs": {"prediction_log": str(log), "backups": 5}})
+    followed_path = tmp_path / "followed.jsonl"
+
+    def followed() -> list[int]:
+        data = followed_path.read_bytes()
+        return [json.loads(line)["frame"] for line in data[: data.rfind(b"\n") + 1].splitlines()]
+
+    with open(followed_path, "wb") as out:
+        tail = subprocess.Popen(
+            [sys.executable, "-m", "edge_daemon", "tail", "-f", "--raw", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+
+    def running() -> bool:
+        return tail.poll() is None
+
+    try:
+        wait_until(
+            lambda: followed() == [1, 2, 3], "tail -f to print the first lines", alive=running
+        )
+        tail.send_signal(signal.SIGSTOP)  # the reader gets no CPU for a while
+        with open(log, "ab") as f:
+            f.write(lines(4, 5))
+        rotate()
+        log.write_bytes(lines(6, 7))
+        rotate()
+        log.write_bytes(lines(8, 9))
+        tail.send_signal(signal.SIGCONT)
+        wait_until(lambda: 9 in followed(), "tail -f to print the newest line", alive=running)
+    finally:
+        tail.send_signal(signal.SIGCONT)
+        tail.send_signal(signal.SIGINT)
+        _, err = tail.communicate(timeout=TIMEOUT)
+    assert followed() == list(range(1, 10)), err.decode()
 
 
 # -- kills, power cuts, signals (subprocesses) ----------------------------------------------

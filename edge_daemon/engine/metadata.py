@@ -19,6 +19,8 @@ from typing import Optional, Union
 from flatbuffers import number_types as N
 from flatbuffers.table import Table
 
+from .graphcheck import check_graph
+
 METADATA_NAME = "TFLITE_METADATA"
 EDGETPU_OP = "edgetpu-custom-op"
 # Model.description of a model written by edge_daemon.teach.export.
@@ -260,11 +262,15 @@ class _Verifier:
 
 
 def verify_model(data: bytes) -> None:
-    """Bounds-check the whole TFLite FlatBuffer. Raises ValueError naming what is damaged."""
+    """Bounds-check the whole TFLite FlatBuffer, then its graph (graphcheck).
+
+    Raises ValueError naming what is damaged.
+    """
     if not _is_flatbuffer_model(data):
         raise ValueError("not a TFLite model (no TFL3 identifier)")
     verifier = _Verifier(data)
     verifier.table(verifier._follow(0, "the root table"), "Model")
+    check_graph(data)
 
 
 def read_model_file(data: bytes) -> ModelFileInfo:

@@ -3,8 +3,11 @@
 The real run against Home Assistant is the integration test; this one plays
 Home Assistant's part for the template trigger and the conditions: each
 state message updates the label sensor and the score sensor (in either
-order), the trigger fires when its template turns true, and the conditions
-are checked once the message is taken.
+order), the trigger's template turning true starts its ``for:`` wait, which
+any moment of false ends; it fires when the template stayed true through the
+rest of that message and the next one (messages come at least
+``mqtt.min_interval`` apart, the wait is a second), and the conditions are
+checked then.
 """
 
 from __future__ import annotations
@@ -72,17 +75,23 @@ def runs(messages: list[dict[str, Any]], score_first: bool) -> int:
     def true() -> bool:
         return bool(env.from_string(template).render() == "True")
 
-    count, before = 0, False
-    for message in messages:
-        triggered = False
+    assert automation["triggers"][0].get("for"), "the example waits for both sensors"
+    updates: list[tuple[int, bool]] = []  # (message, template true) after each sensor update
+    for i, message in enumerate(messages):
         shown = sorted(sensors(message).items(), reverse=score_first)
         for entity, value in shown:  # Home Assistant updates the two sensors in turn
             states[entity] = value
-            now = true()
-            triggered |= now and not before
-            before = now
-        if triggered and all(check(c, states) for c in automation["conditions"]):
-            count += 1
+            updates.append((i, true()))
+    count, before = 0, False
+    for k, (i, now) in enumerate(updates):
+        if now and not before:
+            # Held through the rest of message i and all of message i + 1?
+            held = [t for m, t in updates[k:] if m <= i + 1]
+            if all(held):
+                final = {e: v for m in messages[: i + 2] for e, v in sensors(m).items()}
+                if all(check(c, final) for c in automation["conditions"]):
+                    count += 1
+        before = now
     return count
 
 
