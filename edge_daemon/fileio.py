@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 
 def write_synced(fd: int, data: bytes) -> None:
@@ -18,18 +19,22 @@ def write_synced(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
-def replace_file(path: str, data: bytes, mode: int = 0o644, *, sync: bool = True) -> None:
+def replace_file(
+    path: str, data: bytes, mode: int = 0o644, *, sync: bool = True, tmp: Optional[str] = None
+) -> None:
     """Put ``data`` at ``path`` whole: a temporary file beside it, fsync, rename.
 
     After a kill or power cut ``path`` holds the old contents or the new ones,
     never part of either. The temporary name ends in ``.tmp``. ``sync=False``
     skips the fsync, for caches: a kill still leaves old or new contents, a
     power cut may leave an empty file (which a cache reader must treat as
-    missing). Raises OSError with nothing left behind.
+    missing). ``tmp`` names the temporary file (default: ``path`` with the pid
+    and ``.tmp``). Raises OSError with nothing left behind.
     """
     import contextlib
 
-    tmp = f"{path}.{os.getpid()}.tmp"
+    if tmp is None:
+        tmp = f"{path}.{os.getpid()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
         try:

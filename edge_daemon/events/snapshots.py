@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..fileio import write_synced
+from ..fileio import replace_file
 from .store import SNAPSHOTS
 
 _TMP = ".tmp"
@@ -48,18 +48,7 @@ def write_whole(events_dir: str, name: str, data: bytes) -> int:
     """
     path = os.path.join(events_dir, name)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + _TMP
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            write_synced(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    replace_file(path, data, 0o644, tmp=path + _TMP)
     return len(data)
 
 
