@@ -18,8 +18,10 @@ At the end it stops the daemon with SIGTERM and checks the prediction log
 exactly once. It fails (exit 1) on:
 
 * RSS growth over ``--max-growth-mb`` (2 MB) between the first window after
-  warm-up and the last window, a tenth of the run each (the median of the
-  samples in each: a decoded 720p frame in flight adds a few MB for a moment);
+  warm-up and the last window, a tenth of the run or three reload cycles each,
+  whichever is longer (the median of the samples in each: a decoded 720p frame
+  in flight adds a few MB for a moment, and each reload settles the heap a
+  little higher or lower);
 * an fd leak: the fewest fds open in the last window above the fewest in the
   first window;
 * a lost or duplicated prediction, a torn line, an unreadable status file;
@@ -358,7 +360,12 @@ def _figures(
 ) -> dict[str, Any]:
     samples = run.samples
     warm = min(args.warmup, args.duration / 4)
-    span = max(args.duration / 10, 3 * args.sample_every)
+    # Each window spans at least three reload cycles: a reload lands the heap a
+    # megabyte or so above or below the last one, so a window holding one reload
+    # state would compare two such draws rather than the trend a leak makes.
+    cycles = 3 * args.reload_every if args.reload_every > 0 else 0.0
+    span = max(args.duration / 10, 3 * args.sample_every, cycles)
+    span = min(span, max((args.duration - warm) / 2, 3 * args.sample_every))
     first = window(samples, warm, warm + span) or samples[:3]
     last = window(samples, args.duration - span, args.duration + 1) or samples[-3:]
     figures: dict[str, Any] = {
@@ -374,6 +381,7 @@ def _figures(
         "log_files": counts["files"],
         "samples": len(samples),
     }
+    before = window(samples, 0, args.reload_every if args.reload_every > 0 else warm) or samples[:1]
     if first and last:
         rss_first = statistics.median(s.rss_kb for s in first)
         rss_last = statistics.median(s.rss_kb for s in last)
@@ -384,6 +392,7 @@ def _figures(
             rss_after_warmup_mb=round(rss_first / 1024, 1),
             rss_end_mb=round(rss_last / 1024, 1),
             rss_median_mb=round(statistics.median(s.rss_kb for s in samples) / 1024, 1),
+            rss_before_reloads_mb=round(statistics.median(s.rss_kb for s in before) / 1024, 1),
             rss_peak_mb=round(max(s.rss_kb for s in samples) / 1024, 1),
             rss_growth_mb=round(growth_mb, 2),
             fds_after_warmup=fds_first,

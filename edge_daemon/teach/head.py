@@ -115,7 +115,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def _check(X: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X, dtype=np.float32)
-    y = np.asarray(y, dtype=np.int64)
+    y = np.asarray(y, dtype=np.intp)
     if X.ndim != 2 or len(X) != len(y) or len(X) == 0:
         raise TeachError(f"embeddings {X.shape} and labels {y.shape} do not match")
     if len(classes) < 2:

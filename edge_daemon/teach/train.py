@@ -238,7 +238,7 @@ def stratified_folds(y: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]:
         for j, i in enumerate(idx):
             folds[(j + offset) % k].append(int(i))
         offset += len(idx)  # the next class starts where this one ended: folds even out
-    return [np.array(sorted(f), dtype=np.int64) for f in folds]
+    return [np.array(sorted(f), dtype=np.intp) for f in folds]
 
 
 def cross_validate(
@@ -449,7 +449,7 @@ def _train(cfg: Config, progress: Callable[[str], None]) -> Report:
     rows = {c: r for c, r in rows.items() if r}
     names = list(rows)
     X = np.stack([v for r in rows.values() for _, v in r]).astype(np.float32)
-    y = np.concatenate([np.full(len(r), i, dtype=np.int64) for i, r in enumerate(rows.values())])
+    y = np.concatenate([np.full(len(r), i, dtype=np.intp) for i, r in enumerate(rows.values())])
     counts = {c: len(r) for c, r in rows.items()}
     k = min(FOLDS, min(counts.values()))
     progress(f"cross-validating ({k} folds over {len(y)} samples)")
