@@ -19,7 +19,7 @@ import os
 from typing import Any, Optional
 
 from ..config import Config
-from ..errors import ModelError, TeachError
+from ..errors import ConfigError, ModelError, TeachError
 from . import teach_dir
 
 log = logging.getLogger(__name__)
@@ -165,12 +165,15 @@ def load_running_model(cfg: Config, runtime: Any, *, fallback: bool) -> tuple[An
     """Load the model the daemon runs (see ``running_config``), checked; with why the
     taught model was not used ("" when it was, or when there is none).
 
-    ``fallback``: when the taught model cannot be used, log why and load
-    model.path instead (at start: a broken taught model must not keep the
+    The taught model must also suit the config's event rules (a rule on
+    ``@birds`` or a label it does not have). ``fallback``: when the taught
+    model cannot be used, log why and load model.path instead (at start: a
+    broken taught model, or a rule edited in after it, must not keep the
     service down). Without it the error propagates (a reload then keeps the
     model that runs).
     """
     from ..engine.model import load_model
+    from ..events.engine import rules_for
 
     run_cfg, taught = running_config(cfg)
     if not taught:
@@ -187,10 +190,11 @@ def load_running_model(cfg: Config, runtime: Any, *, fallback: bool) -> tuple[An
                     f" {len(model.labels.labels) + 1} outputs of {run_cfg.model.path}; this"
                     " labels file is not the taught model's. Train again"
                 )
+            rules_for(run_cfg, model.labels)
         except BaseException:
             model.close()
             raise
-    except (TeachError, ModelError) as exc:
+    except (TeachError, ModelError, ConfigError) as exc:
         if not fallback or names_taught(cfg):
             raise
         note = f"taught model not used: {exc}; running {cfg.model.path}"

@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..config import Config
-from ..errors import EdgeDaemonError, ModelError, TeachError
+from ..errors import ConfigError, EdgeDaemonError, ModelError, TeachError
 from ..fileio import replace_file, sync_dir
 from . import teach_dir
 from .active import GENERATIONS, LABELS, MODEL, REPORT, generation_dir, names_taught
@@ -412,6 +412,29 @@ def _one_at_a_time(root: str) -> Iterator[None]:
         os.close(fd)  # the lock goes with the descriptor, also when the process is killed
 
 
+def _refuse_rules(cfg: Config, names: list[str]) -> None:
+    """TeachError when an event rule would not resolve on the taught classes.
+
+    With ``teach.use`` the installed model is what the daemon runs next; a rule
+    on an ImageNet group or label would make the reload fail, so training
+    stops first and says which rule to change.
+    """
+    if not cfg.events.rules or not (cfg.teach.use or names_taught(cfg)):
+        return
+    from ..events.labels import LabelIndex
+    from ..events.rules import compile_rules
+
+    try:
+        compile_rules(cfg.events.rules, LabelIndex(len(names), names.__getitem__), cfg.file)
+    except ConfigError as exc:
+        what = str(exc).split("; ")[0]  # the rule and its label; the advice differs here
+        raise TeachError(
+            f"{what}; the taught model's labels are only {', '.join(names)}: remove that rule"
+            " or make it @any, reload, and train again (rules on the taught classes go in"
+            " once the model runs them)"
+        ) from None
+
+
 def train(cfg: Config, *, progress: Callable[[str], None] = _quiet) -> Report:
     """Train the taught model from the samples in ``teach_dir(cfg)`` and install it.
 
@@ -431,6 +454,7 @@ def _train(cfg: Config, progress: Callable[[str], None]) -> Report:
     store.sweep()
     classes = {c: s for c, s in store.classes().items() if s}
     _refuse_counts(classes)
+    _refuse_rules(cfg, list(classes))
     from .export import export_model, labels_text
     from .head import fit_head
 

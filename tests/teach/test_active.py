@@ -162,3 +162,35 @@ def test_event_rules_name_taught_classes_after_a_reload(
         assert s["predictions"][0]["label"] == "open"
     (ev,) = EventHistory(str(tmp_path / "events")).list()
     assert ev["label"] == "open" and ev["rule"] == "door" and ev["model"] == "model.tflite"
+
+
+def test_a_rule_the_taught_model_cannot_run_starts_the_service_on_model_path(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    # A rule on "macaw" added after teaching: the taught labels call that class otherwise.
+    root = tmp_path / "state" / "teach"
+    root.mkdir(parents=True)
+    put_model(root, imagenet({"macaw": "parrot"}), model="mobilenet_v1_1.0_224_quant.tflite")
+    path = write_config(
+        source=frames(tmp_path),
+        delegates=["cpu"],
+        overrides={
+            "source": {"loop": True, "fps": 20},
+            "outputs": {"status_interval": 0.05},
+            "events": {
+                "dir": str(tmp_path / "events"),
+                "rules": [{"name": "m", "labels": ["macaw"]}],
+            },
+        },
+    )
+    status_path = tmp_path / "out" / "status.json"
+    base = str(shared_file(MODELS / "mobilenet_v1_1.0_224_quant.tflite"))
+    daemon = Daemon(load_config(path), config_path=str(path), environ={})
+    with Background(daemon) as bg:
+        first = wait_until(
+            lambda: (s := status_of(status_path)).get("frames") and s, "frames", alive=bg.alive
+        )
+        assert first["model"] == base
+        assert first["last_error"].startswith("taught model not used: ")
+        assert "events.rules[0].labels" in first["last_error"]
+        assert "macaw" in first["last_error"]

@@ -235,3 +235,23 @@ def test_model_path_may_name_the_taught_model_and_training_then_uses_its_recorde
     r = run_cli("classify", "--json", str(garage["held_out"]["open"][0]), "--config", str(direct))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["predictions"][0]["label"] == "open"
+
+
+def test_training_stops_before_installing_a_model_the_event_rules_cannot_run(
+    write_config: Callable[..., Path], tmp_path: Path, garage: dict[str, dict[str, list[Path]]]
+) -> None:
+    # The feeder workflow: a rule on ImageNet's birds while the stock model runs. A taught
+    # model has none of them, so the daemon could not run it; training says which rule.
+    birds = {"rules": [{"name": "birds", "labels": ["@birds"], "min_frames": 2}]}
+    config = teach_config(write_config, events=birds)
+    add_all(config, {c: p[:3] for c, p in garage["train"].items()})
+    r = run_cli("teach", "train", "--config", str(config), timeout=600)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    (last,) = r.stderr.strip().splitlines()[-1:]
+    assert last.startswith("edge-daemon: error: ")
+    assert "events.rules[0].labels" in last and "@birds" in last and "@any" in last
+    assert installed(str(tmp_path / "state" / "teach")) is None
+    anything = {"rules": [{"name": "seen", "labels": ["@any"], "min_frames": 2}]}
+    report = train_json(teach_config(write_config, events=anything, name="any.yaml"))
+    assert sorted(report["classes"]) == sorted(garage["train"])
+    assert installed(str(tmp_path / "state" / "teach")) is not None
