@@ -290,6 +290,9 @@ def play(args: argparse.Namespace, work: Path, scene: Scene, frames: Path) -> di
             sides.append(Side(mode, DaemonProcess(f"gate {mode}", config), state, []))
         while any(s.daemon.proc.poll() is None for s in sides):
             for s in sides:
+                # Read the log as it grows: the reader follows one rotation a
+                # call, and the gate-off daemon's log rotates a few times.
+                s.daemon.read()
                 if s.daemon.proc.poll() is None:
                     pos = status_position(s.daemon)
                     with contextlib.suppress(OSError):  # it just ended
@@ -314,8 +317,17 @@ def play(args: argparse.Namespace, work: Path, scene: Scene, frames: Path) -> di
             else float("nan")
         )
         status = s.daemon.status()
+        in_visits = sum(
+            1
+            for r in records
+            if "image" in r
+            and any(
+                v.start <= frame_index(r["image"]) / FPS < v.start + v.seconds for v in scene.visits
+            )
+        )
         results[s.name] = {
             "classified": len(records),
+            "in_visits": in_visits,
             "seen": (status.get("gate") or {}).get("frames_seen"),
             "events": events_of(s.daemon, s.state),
             "cpu_per_s": cpu,
@@ -459,7 +471,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         on, off = results["motion"], results["off"]
         for name, r in (("gate on", on), ("gate off", off)):
             print(
-                f"   {name:<8}: {r['classified']} frames classified (of {scene.frames}),"
+                f"   {name:<8}: {r['classified']} frames classified (of {scene.frames};"
+                f" {r['in_visits']} during visits),"
                 f" {r['cpu_per_s']:.3f} CPU-s per scene second, {len(r['events'])} event(s)"
             )
         cpu_ratio = on["cpu_per_s"] / off["cpu_per_s"] if off["cpu_per_s"] else float("nan")
