@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from ..config import Config
 from ..errors import EdgeDaemonError
+from ..subcommand import with_config
 from . import events_dir, store
 from .history import EventHistory, as_json
 from .labels import first_name
@@ -186,35 +187,23 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
     filters(e)
     e.add_argument("--json", action="store_true", help="one JSON object per event")
-    e.set_defaults(func=_run(cmd_list))
+    e.set_defaults(func=with_config(cmd_list))
     act = e.add_subparsers(dest="events_command", metavar="ACTION")
     s = act.add_parser("show", parents=parents, help="one event, with its snapshot's path")
     s.add_argument("id", type=int, metavar="ID")
     s.add_argument("--json", action="store_true")
-    s.set_defaults(func=_run(cmd_show))
+    s.set_defaults(func=with_config(cmd_show))
     d = act.add_parser("delete", parents=parents, help="delete events (rows and snapshots)")
     d.add_argument("ids", type=int, nargs="+", metavar="ID")
-    d.set_defaults(func=_run(cmd_delete))
+    d.set_defaults(func=with_config(cmd_delete))
     x = act.add_parser(
         "export", parents=parents, help="write DIR/events.csv and copy the snapshots into DIR"
     )
     filters(x)
     x.add_argument("dir", metavar="DIR")
-    x.set_defaults(func=_run(cmd_export))
+    x.set_defaults(func=with_config(cmd_export))
     m = act.add_parser(
         "summary", parents=parents, help="events per label per day, first sightings today"
     )
     m.add_argument("--json", action="store_true")
-    m.set_defaults(func=_run(cmd_summary))
-
-
-def _run(command: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        from ..config import load_config
-        from ..journal import setup_logging
-
-        setup_logging("WARNING", debug=args.debug)
-        code: int = command(load_config(args.config), args)
-        return code
-
-    return run
+    m.set_defaults(func=with_config(cmd_summary))

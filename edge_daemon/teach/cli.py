@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 
 from ..config import Config
 from ..errors import TeachError
+from ..subcommand import with_config
 from . import teach_dir
 from .samples import SampleStore, check_class_name
 
@@ -219,17 +220,17 @@ def add_parser(
         "--event", dest="events", type=int, nargs="+", default=[], metavar="ID",
         help="event ids whose snapshots to add (see `edge-daemon events`)",
     )  # fmt: skip
-    a.set_defaults(func=_run(cmd_add))
+    a.set_defaults(func=with_config(cmd_add))
     ls = act.add_parser("list", parents=parents, help="classes, sample counts, the taught model")
     ls.add_argument("cls", nargs="?", metavar="CLASS", help="also list this class's sample ids")
     ls.add_argument("--json", action="store_true")
-    ls.set_defaults(func=_run(cmd_list))
+    ls.set_defaults(func=with_config(cmd_list))
     r = act.add_parser(
         "remove", parents=parents, help="remove samples of CLASS (all of them: the class)"
     )
     r.add_argument("cls", metavar="CLASS")
     r.add_argument("samples", nargs="*", metavar="SAMPLE", help="sample ids (teach list CLASS)")
-    r.set_defaults(func=_run(cmd_remove))
+    r.set_defaults(func=with_config(cmd_remove))
     tr = act.add_parser(
         "train", parents=parents, help="train the taught model from the samples and install it"
     )
@@ -237,16 +238,4 @@ def add_parser(
         "--apply", action="store_true", help="then have the running daemon reload onto it"
     )
     tr.add_argument("--json", action="store_true", help="print the report as JSON")
-    tr.set_defaults(func=_run(lambda cfg, args: cmd_train(cfg, args, send_reload)))
-
-
-def _run(command: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        from ..config import load_config
-        from ..journal import setup_logging
-
-        setup_logging("WARNING", debug=args.debug)
-        code: int = command(load_config(args.config), args)
-        return code
-
-    return run
+    tr.set_defaults(func=with_config(lambda cfg, args: cmd_train(cfg, args, send_reload)))
