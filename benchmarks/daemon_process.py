@@ -99,6 +99,39 @@ def daemon_config(
     return path
 
 
+def spawn(args: list[str], stderr: Any) -> subprocess.Popen[bytes]:
+    """``python ARGS`` with this checkout importable and no systemd variables
+    (the child must not notify or feed a watchdog); stderr to the file ``stderr``."""
+    path = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    env = {**os.environ, "PYTHONPATH": path}
+    for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"):
+        env.pop(key, None)
+    return subprocess.Popen(
+        [sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+    )
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGCONT (it may be paused), SIGTERM, wait; SIGKILL after ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGCONT)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def rss_mb_of(pid: int) -> float:
+    """Resident set size of process ``pid`` in MB (NaN when /proc does not say)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def cpu_seconds_of(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -195,18 +228,11 @@ class DaemonProcess:
         cfg = json.loads(config.read_text())
         self.log_path = Path(cfg["outputs"]["prediction_log"])
         self.listen: Optional[str] = cfg.get("http", {}).get("listen")
-        path = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
-        env = {**os.environ, "PYTHONPATH": path}
-        for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"):
-            env.pop(key, None)
         args = ["run", "--config", str(config)]
-        if named_threads:
-            cmd = [sys.executable, "-c", _NAMED_THREADS, *args]
-        else:
-            cmd = [sys.executable, "-m", "edge_daemon", *args]
+        cmd = ["-c", _NAMED_THREADS, *args] if named_threads else ["-m", "edge_daemon", *args]
         self.stderr_path = self.folder / "stderr.txt"
         self._stderr = self.stderr_path.open("wb")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        self.proc = spawn(cmd, self._stderr)
         self.reader = PredictionLogReader(self.log_path)
         self.records: list[dict[str, Any]] = []  # every record read so far
         self.paused = False
@@ -261,10 +287,7 @@ class DaemonProcess:
         return thread_switches(self.proc.pid)
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return rss_mb_of(self.proc.pid)
 
     def status(self) -> dict[str, Any]:
         """The status file, or {} while it cannot be read."""
@@ -276,15 +299,8 @@ class DaemonProcess:
 
     def stop(self) -> int:
         """SIGTERM (after SIGCONT), wait; the exit status."""
-        if self.proc.poll() is None:
-            if self.paused:
-                self.resume()
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
+        self.paused = False
         self._stderr.close()
         self.read()
         self.reader.close()

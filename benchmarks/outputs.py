@@ -36,10 +36,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +47,10 @@ from typing import Any, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from daemon_process import rss_mb_of, spawn, terminate  # noqa: E402
 
 from tests.broker import Mosquitto, Subscriber  # noqa: E402  (the tests' broker, reused)
 
@@ -92,16 +94,8 @@ class Side:
             cfg["mqtt"] = mqtt
         self.config = self.dir / "config.yaml"
         self.config.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
-            env.pop(key, None)
         self.stderr = (self.dir / "stderr.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_daemon", "run", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=self.stderr,
-            env=env,
-        )
+        self.proc = spawn(["-m", "edge_daemon", "run", "--config", str(self.config)], self.stderr)
 
     def ready(self) -> bool:
         if self.proc.poll() is not None:
@@ -127,10 +121,7 @@ class Side:
         return out
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return rss_mb_of(self.proc.pid)
 
     def delegate(self) -> str:
         try:
@@ -139,13 +130,7 @@ class Side:
             return "?"
 
     def stop(self) -> None:
-        self.resume()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, timeout=20)
         self.stderr.close()
 
 

@@ -26,7 +26,6 @@ import shutil
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +33,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from daemon_process import cpu_seconds_of, rss_mb_of, spawn, terminate
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("EDGE_DAEMON_SHARED", REPO.parent / "shared"))
@@ -79,16 +82,8 @@ class Daemon:
     def __init__(self, name: str, config: Path) -> None:
         self.name = name
         self.status_path = config.parent / "status.json"
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"):
-            env.pop(key, None)
         self.log = (config.parent / "stderr.txt").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_daemon", "run", "--config", str(config)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-        )
+        self.proc = spawn(["-m", "edge_daemon", "run", "--config", str(config)], self.log)
 
     def status(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.status_path.read_text())
@@ -125,24 +120,13 @@ class Daemon:
         raise SystemExit(f"{self.name}: unreadable status file")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds_of(self.proc.pid)
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return rss_mb_of(self.proc.pid)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.resume()
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.log.close()
 
 
