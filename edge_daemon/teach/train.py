@@ -419,13 +419,13 @@ def _refuse_rules(cfg: Config, names: list[str]) -> None:
     on an ImageNet group or label would make the reload fail, so training
     stops first and says which rule to change.
     """
-    if not cfg.events.rules or not (cfg.teach.use or names_taught(cfg)):
+    if not (cfg.teach.use or names_taught(cfg)):
         return
-    from ..events.labels import LabelIndex
-    from ..events.rules import compile_rules
+    from ..events.engine import rules_for
+    from ..labels import LabelMap
 
     try:
-        compile_rules(cfg.events.rules, LabelIndex(len(names), names.__getitem__), cfg.file)
+        rules_for(cfg, LabelMap(tuple(names), 0, "the taught classes"))
     except ConfigError as exc:
         what = str(exc).split("; ")[0]  # the rule and its label; the advice differs here
         raise TeachError(
